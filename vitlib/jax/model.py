@@ -1,0 +1,185 @@
+"""The Vision Transformer in JAX with Flax NNX (Dosovitskiy et al. 2021; d2l.ai section 11.8).
+
+The twin of `vitlib/torch/model.py`: the same classes, arguments and initialisation, so the same
+weights give the same logits. What differs is the framework: images are (B, H, W, C) (NHWC, the
+layout XLA's convolutions prefer), randomness comes from explicit `nnx.Rngs` keys instead of a
+global seed, and the defaults that differ from PyTorch are set by hand (exact GELU, LayerNorm eps).
+Shapes: B batch, C channels, H/W height/width, P patch size, N tokens, D hidden size,
+Hd heads, Dh head size.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vitlib.checks import check_images
+from vitlib.config import ViTConfig
+
+LN_EPS = 1e-6  # the ViT paper's value; Flax's default, PyTorch's is 1e-5
+INIT_STD = 0.02  # truncated normal std for every weight matrix and the position embedding
+trunc_normal = nnx.initializers.truncated_normal(stddev=INIT_STD)  # cut at 2 std, like torch's
+zeros = nnx.initializers.zeros
+
+
+class PatchEmbedding(nnx.Module):
+    """Cut the image into P x P patches and project each to D features.
+
+    A convolution with kernel P and stride P is exactly "flatten every patch and multiply it by
+    one (P*P*C, D) matrix", computed in one call.
+
+    Args:
+        img_size: side of the square input image.
+        patch_size: side of a square patch; divides img_size.
+        in_channels: image channels C.
+        num_hiddens: token width D.
+        rngs: random keys for the initialisation.
+    """
+
+    def __init__(self, img_size, patch_size, in_channels, num_hiddens, *, rngs: nnx.Rngs):
+        self.num_patches = (img_size // patch_size) ** 2
+        self.conv = nnx.Conv(in_channels, num_hiddens, kernel_size=(patch_size, patch_size),
+                             strides=(patch_size, patch_size), padding="VALID",
+                             kernel_init=trunc_normal, bias_init=zeros, rngs=rngs)
+
+    def __call__(self, x):
+        x = self.conv(x)  # (B, H, W, C) -> (B, H/P, W/P, D)
+        return x.reshape(x.shape[0], -1, x.shape[-1])  # (B, H/P, W/P, D) -> (B, N, D)
+
+
+class MultiHeadAttention(nnx.Module):
+    """Multi-head scaled dot-product self-attention.
+
+    The query, key and value projections are one (D, 3D) matrix: the same math as three
+    (D, D) matrices, in one matrix multiplication.
+
+    Args:
+        num_hiddens: token width D.
+        num_heads: heads Hd; divides D.
+        dropout: dropout on the attention weights during training.
+        use_bias: bias in the projections.
+        rngs: random keys for the initialisation and dropout.
+    """
+
+    def __init__(self, num_hiddens, num_heads, dropout, use_bias, *, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.W_qkv = nnx.Linear(num_hiddens, 3 * num_hiddens, use_bias=use_bias,
+                                kernel_init=trunc_normal, bias_init=zeros, rngs=rngs)
+        self.W_o = nnx.Linear(num_hiddens, num_hiddens, use_bias=use_bias,
+                              kernel_init=trunc_normal, bias_init=zeros, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.fused = True  # False forces the plain path below, e.g. to compare the two
+
+    def __call__(self, x, return_attention=False):
+        B, N, D = x.shape
+        qkv = self.W_qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, Hd, Dh)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # 3 x (B, N, Hd, Dh)
+        # jax.nn.dot_product_attention has no dropout: the plain path runs when it is needed.
+        needs_dropout = self.dropout.rate > 0 and not self.dropout.deterministic
+        if self.fused and not return_attention and not needs_dropout:
+            x, weights = jax.nn.dot_product_attention(q, k, v), None  # (B, N, Hd, Dh)
+        else:
+            scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])  # (B, Hd, N, N)
+            weights = jax.nn.softmax(scores, axis=-1)  # each query's weights sum to 1 over N keys
+            x = jnp.einsum("bhqk,bkhd->bqhd", self.dropout(weights), v)  # (B, N, Hd, Dh)
+        x = x.reshape(B, N, D)  # (B, N, Hd, Dh) -> (B, N, D)
+        return self.W_o(x), weights
+
+
+class ViTMLP(nnx.Module):
+    """The position-wise feed-forward network of a block: D -> mlp_num_hiddens -> D, exact GELU.
+
+    Args:
+        num_hiddens: token width D (input and output).
+        mlp_num_hiddens: hidden width.
+        dropout: dropout after each layer during training.
+        rngs: random keys for the initialisation and dropout.
+    """
+
+    def __init__(self, num_hiddens, mlp_num_hiddens, dropout, *, rngs: nnx.Rngs):
+        self.dense1 = nnx.Linear(num_hiddens, mlp_num_hiddens, kernel_init=trunc_normal,
+                                 bias_init=zeros, rngs=rngs)
+        self.dense2 = nnx.Linear(mlp_num_hiddens, num_hiddens, kernel_init=trunc_normal,
+                                 bias_init=zeros, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, x):
+        # approximate=False: jax.nn.gelu defaults to the tanh approximation, torch to the exact erf.
+        x = self.dropout(jax.nn.gelu(self.dense1(x), approximate=False))  # (B, N, D) -> (B, N, M)
+        return self.dropout(self.dense2(x))  # (B, N, mlp_num_hiddens) -> (B, N, D)
+
+
+class ViTBlock(nnx.Module):
+    """A pre-norm Transformer encoder block: LayerNorm before each sublayer, residual around it.
+
+    Args:
+        num_hiddens: token width D.
+        mlp_num_hiddens: hidden width of the MLP.
+        num_heads: attention heads.
+        dropout: dropout in attention and MLP.
+        use_bias: bias in the attention projections.
+        rngs: random keys for the initialisation and dropout.
+    """
+
+    def __init__(self, num_hiddens, mlp_num_hiddens, num_heads, dropout, use_bias, *,
+                 rngs: nnx.Rngs):
+        self.ln1 = nnx.LayerNorm(num_hiddens, epsilon=LN_EPS, rngs=rngs)
+        self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(num_hiddens, epsilon=LN_EPS, rngs=rngs)
+        self.mlp = ViTMLP(num_hiddens, mlp_num_hiddens, dropout, rngs=rngs)
+
+    def __call__(self, x, return_attention=False):
+        y, weights = self.attention(self.ln1(x), return_attention)
+        x = x + y  # (B, N, D)
+        x = x + self.mlp(self.ln2(x))  # (B, N, D)
+        return x, weights
+
+
+class ViT(nnx.Module):
+    """The Vision Transformer classifier.
+
+    Args:
+        cfg: a ViTConfig. Input (B, H, W, C) floats; output (B, num_classes) logits.
+        rngs: random keys for the initialisation and dropout, e.g. nnx.Rngs(0).
+    """
+
+    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        D = cfg.num_hiddens
+        self.patch_embedding = PatchEmbedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D,
+                                              rngs=rngs)
+        self.cls_token = nnx.Param(jnp.zeros((1, 1, D))) if cfg.pool == "cls" else None
+        self.pos_embedding = nnx.Param(trunc_normal(rngs.params(), (1, cfg.seq_len, D)))
+        self.dropout = nnx.Dropout(cfg.emb_dropout, rngs=rngs)
+        self.blks = nnx.List([
+            ViTBlock(D, cfg.mlp_num_hiddens, cfg.num_heads, cfg.blk_dropout, cfg.use_bias,
+                     rngs=rngs)
+            for _ in range(cfg.num_blks)])
+        self.norm = nnx.LayerNorm(D, epsilon=LN_EPS, rngs=rngs)
+        self.head = nnx.Linear(D, cfg.num_classes, kernel_init=trunc_normal, bias_init=zeros,
+                               rngs=rngs)
+
+    def forward_features(self, x, return_attention=False):
+        """Images (B, H, W, C) -> tokens (B, N, D) and a list of (B, Hd, N, N) attention weights
+        per block (an empty list unless return_attention)."""
+        check_images(x.shape, self.cfg, "NHWC")
+        x = self.patch_embedding(x)  # (B, H, W, C) -> (B, H*W/P^2, D)
+        if self.cls_token is not None:
+            cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1]))
+            x = jnp.concatenate([cls, x], axis=1)  # -> (B, N, D)
+        x = self.dropout(x + self.pos_embedding[...])
+        attentions = []
+        for blk in self.blks:
+            x, weights = blk(x, return_attention)
+            if return_attention:
+                attentions.append(weights)
+        return x, attentions
+
+    def forward_head(self, x):
+        """Tokens (B, N, D) -> logits (B, num_classes)."""
+        x = x[:, 0] if self.cfg.pool == "cls" else x.mean(axis=1)  # (B, N, D) -> (B, D)
+        return self.head(self.norm(x))  # (B, D) -> (B, num_classes)
+
+    def __call__(self, x):
+        return self.forward_head(self.forward_features(x)[0])

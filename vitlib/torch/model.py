@@ -1,0 +1,184 @@
+"""The Vision Transformer in PyTorch (Dosovitskiy et al. 2021; d2l.ai section 11.8).
+
+An image is cut into patches, each patch becomes a token (section 3.1 of the paper), a <cls>
+token and learned position embeddings are added, pre-norm Transformer encoder blocks mix the
+tokens, and a linear head classifies the <cls> token (or the mean of the tokens).
+The JAX twin, `vitlib/jax/model.py`, has the same classes, arguments and initialisation.
+Shapes: B batch, C channels, H/W height/width, P patch size, N tokens, D hidden size,
+Hd heads, Dh head size.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitlib.checks import check_images
+from vitlib.config import ViTConfig
+
+LN_EPS = 1e-6  # the ViT paper's value; PyTorch's default is 1e-5 and Flax's is 1e-6
+INIT_STD = 0.02  # truncated normal std for every weight matrix and the position embedding
+
+
+def trunc_normal_(w):
+    # Cut at 2 std, like jax.nn.initializers.truncated_normal (torch's a=-2, b=2 are absolute).
+    return nn.init.trunc_normal_(w, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
+
+
+class PatchEmbedding(nn.Module):
+    """Cut the image into P x P patches and project each to D features.
+
+    A convolution with kernel P and stride P is exactly "flatten every patch and multiply it by
+    one (C*P*P, D) matrix", computed in one call.
+
+    Args:
+        img_size: side of the square input image.
+        patch_size: side of a square patch; divides img_size.
+        in_channels: image channels C.
+        num_hiddens: token width D.
+    """
+
+    def __init__(self, img_size, patch_size, in_channels, num_hiddens):
+        super().__init__()
+        self.num_patches = (img_size // patch_size) ** 2
+        self.conv = nn.Conv2d(in_channels, num_hiddens, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        x = self.conv(x)  # (B, C, H, W) -> (B, D, H/P, W/P)
+        return x.flatten(2).transpose(1, 2)  # (B, D, H/P, W/P) -> (B, N, D)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention.
+
+    The query, key and value projections are one (D, 3D) matrix: the same math as three
+    (D, D) matrices, in one matrix multiplication.
+
+    Args:
+        num_hiddens: token width D.
+        num_heads: heads Hd; divides D.
+        dropout: dropout on the attention weights during training.
+        use_bias: bias in the projections.
+    """
+
+    def __init__(self, num_hiddens, num_heads, dropout, use_bias):
+        super().__init__()
+        self.num_heads = num_heads
+        self.W_qkv = nn.Linear(num_hiddens, 3 * num_hiddens, bias=use_bias)
+        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=use_bias)
+        self.dropout = nn.Dropout(dropout)
+        self.fused = True  # False forces the plain path below, e.g. to compare the two
+
+    def forward(self, x, return_attention=False):
+        B, N, D = x.shape
+        qkv = self.W_qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, Hd, Dh)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # 3 x (B, Hd, N, Dh)
+        if self.fused and not return_attention:
+            p = self.dropout.p if self.training else 0.0
+            x, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None  # (B, Hd, N, Dh)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, Hd, N, N)
+            weights = scores.softmax(dim=-1)  # each query's weights sum to 1 over the N keys
+            x = self.dropout(weights) @ v  # (B, Hd, N, N) @ (B, Hd, N, Dh) -> (B, Hd, N, Dh)
+        x = x.transpose(1, 2).reshape(B, N, D)  # (B, Hd, N, Dh) -> (B, N, D)
+        return self.W_o(x), weights
+
+
+class ViTMLP(nn.Module):
+    """The position-wise feed-forward network of a block: D -> mlp_num_hiddens -> D, exact GELU.
+
+    Args:
+        num_hiddens: token width D (input and output).
+        mlp_num_hiddens: hidden width.
+        dropout: dropout after each layer during training.
+    """
+
+    def __init__(self, num_hiddens, mlp_num_hiddens, dropout):
+        super().__init__()
+        self.dense1 = nn.Linear(num_hiddens, mlp_num_hiddens)
+        self.dense2 = nn.Linear(mlp_num_hiddens, num_hiddens)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = self.dropout(F.gelu(self.dense1(x)))  # (B, N, D) -> (B, N, mlp_num_hiddens)
+        return self.dropout(self.dense2(x))  # (B, N, mlp_num_hiddens) -> (B, N, D)
+
+
+class ViTBlock(nn.Module):
+    """A pre-norm Transformer encoder block: LayerNorm before each sublayer, residual around it.
+
+    Args:
+        num_hiddens: token width D.
+        mlp_num_hiddens: hidden width of the MLP.
+        num_heads: attention heads.
+        dropout: dropout in attention and MLP.
+        use_bias: bias in the attention projections.
+    """
+
+    def __init__(self, num_hiddens, mlp_num_hiddens, num_heads, dropout, use_bias):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(num_hiddens, eps=LN_EPS)
+        self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias)
+        self.ln2 = nn.LayerNorm(num_hiddens, eps=LN_EPS)
+        self.mlp = ViTMLP(num_hiddens, mlp_num_hiddens, dropout)
+
+    def forward(self, x, return_attention=False):
+        y, weights = self.attention(self.ln1(x), return_attention)
+        x = x + y  # (B, N, D)
+        x = x + self.mlp(self.ln2(x))  # (B, N, D)
+        return x, weights
+
+
+class ViT(nn.Module):
+    """The Vision Transformer classifier.
+
+    Args:
+        cfg: a ViTConfig. Input (B, C, H, W) floats; output (B, num_classes) logits.
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.num_hiddens
+        self.patch_embedding = PatchEmbedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
+        self.pos_embedding = nn.Parameter(trunc_normal_(torch.empty(1, cfg.seq_len, D)))
+        self.dropout = nn.Dropout(cfg.emb_dropout)
+        self.blks = nn.ModuleList([
+            ViTBlock(D, cfg.mlp_num_hiddens, cfg.num_heads, cfg.blk_dropout, cfg.use_bias)
+            for _ in range(cfg.num_blks)])
+        self.norm = nn.LayerNorm(D, eps=LN_EPS)
+        self.head = nn.Linear(D, cfg.num_classes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m):
+        # Same as vitlib.jax: truncated normal weights, zero biases, LayerNorm scale 1, bias 0.
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            trunc_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x, return_attention=False):
+        """Images (B, C, H, W) -> tokens (B, N, D) and a list of (B, Hd, N, N) attention weights
+        per block (an empty list unless return_attention)."""
+        check_images(x.shape, self.cfg, "NCHW")
+        x = self.patch_embedding(x)  # (B, C, H, W) -> (B, H*W/P^2, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # -> (B, N, D)
+        x = self.dropout(x + self.pos_embedding)
+        attentions = []
+        for blk in self.blks:
+            x, weights = blk(x, return_attention)
+            if return_attention:
+                attentions.append(weights)
+        return x, attentions
+
+    def forward_head(self, x):
+        """Tokens (B, N, D) -> logits (B, num_classes)."""
+        x = x[:, 0] if self.cfg.pool == "cls" else x.mean(dim=1)  # (B, N, D) -> (B, D)
+        return self.head(self.norm(x))  # (B, D) -> (B, num_classes)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x)[0])
