@@ -33,8 +33,8 @@ apt_install "${pkgs[@]}"
 VENV="${VITLIB_VENV:-$HOME/.cache/vitlib/venv}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-extras="test"; [ "$job" = test ] || extras="test"
-"$VENV/bin/python" -m pip install -q -e ".[$extras]"
+extras=""; [ "$job" = test ] && extras="[test]"
+"$VENV/bin/python" -m pip install -q -e ".$extras"
 export PATH="$VENV/bin:$PATH"
 
 if [ "$job" = lab ]; then

@@ -26,6 +26,14 @@ def trunc_normal_(w):
     return nn.init.trunc_normal_(w, std=INIT_STD, a=-2 * INIT_STD, b=2 * INIT_STD)
 
 
+def init_(layer):
+    # The initialisation vitlib.jax passes as kernel_init/bias_init: truncated normal, zero bias.
+    trunc_normal_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 class PatchEmbedding(nn.Module):
     """Cut the image into P x P patches and project each to D features.
 
@@ -42,7 +50,8 @@ class PatchEmbedding(nn.Module):
     def __init__(self, img_size, patch_size, in_channels, num_hiddens):
         super().__init__()
         self.num_patches = (img_size // patch_size) ** 2
-        self.conv = nn.Conv2d(in_channels, num_hiddens, kernel_size=patch_size, stride=patch_size)
+        self.conv = init_(nn.Conv2d(in_channels, num_hiddens, kernel_size=patch_size,
+                                     stride=patch_size))
 
     def forward(self, x):
         x = self.conv(x)  # (B, C, H, W) -> (B, D, H/P, W/P)
@@ -65,8 +74,8 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, num_hiddens, num_heads, dropout, use_bias):
         super().__init__()
         self.num_heads = num_heads
-        self.W_qkv = nn.Linear(num_hiddens, 3 * num_hiddens, bias=use_bias)
-        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=use_bias)
+        self.W_qkv = init_(nn.Linear(num_hiddens, 3 * num_hiddens, bias=use_bias))
+        self.W_o = init_(nn.Linear(num_hiddens, num_hiddens, bias=use_bias))
         self.dropout = nn.Dropout(dropout)
         self.fused = True  # False forces the plain path below, e.g. to compare the two
 
@@ -96,8 +105,8 @@ class ViTMLP(nn.Module):
 
     def __init__(self, num_hiddens, mlp_num_hiddens, dropout):
         super().__init__()
-        self.dense1 = nn.Linear(num_hiddens, mlp_num_hiddens)
-        self.dense2 = nn.Linear(mlp_num_hiddens, num_hiddens)
+        self.dense1 = init_(nn.Linear(num_hiddens, mlp_num_hiddens))
+        self.dense2 = init_(nn.Linear(mlp_num_hiddens, num_hiddens))
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
@@ -149,16 +158,7 @@ class ViT(nn.Module):
             ViTBlock(D, cfg.mlp_num_hiddens, cfg.num_heads, cfg.blk_dropout, cfg.use_bias)
             for _ in range(cfg.num_blks)])
         self.norm = nn.LayerNorm(D, eps=LN_EPS)
-        self.head = nn.Linear(D, cfg.num_classes)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m):
-        # Same as vitlib.jax: truncated normal weights, zero biases, LayerNorm scale 1, bias 0.
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            trunc_normal_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.head = init_(nn.Linear(D, cfg.num_classes))
 
     def forward_features(self, x, return_attention=False):
         """Images (B, C, H, W) -> tokens (B, N, D) and a list of (B, Hd, N, N) attention weights
