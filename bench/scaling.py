@@ -1,0 +1,119 @@
+"""Time per epoch against patch size and against img_size: the chapter's exercise 1, measured.
+
+For each shape, vitlib.torch (eager) and vitlib.jax (jit) train a few steps on random data,
+interleaved; the table gives the median seconds per 60,000-image epoch next to the model's FLOPs
+split into the part linear in the token count N and the attention part quadratic in N, so the
+quadratic term is visible once N grows.
+
+    python bench/scaling.py        # writes bench/results/scaling.md
+"""
+
+import argparse
+import dataclasses
+import datetime
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitlib.cost import flops
+
+from throughput import CFG, matmul_peak  # noqa: E402  (same shape as the timm comparison)
+
+EPOCH = 60_000
+
+
+def torch_step(cfg, batch):
+    import vitlib.torch as vt
+
+    model = vt.ViT(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def jax_step(cfg, batch):
+    import jax
+    import optax
+    from flax import nnx
+
+    import vitlib.jax as vj
+
+    model = vj.ViT(cfg, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+    x = jax.random.normal(jax.random.key(0), (batch, cfg.img_size, cfg.img_size, cfg.in_channels))
+    y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+
+    @nnx.jit
+    def step(model, opt, x, y):
+        loss_fn = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    return lambda: float(step(model, opt, x, y))
+
+
+def seconds_per_epoch(cfg, batch, rounds, steps):
+    fns = {"torch": torch_step(cfg, batch), "jax": jax_step(cfg, batch)}
+    for fn in fns.values():
+        fn(), fn()  # warm up (jit compiles here)
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[k].append((time.perf_counter() - t) / (steps * batch) * EPOCH)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def sweep(shapes, batch, rounds, steps):
+    rows = ["| img_size | patch | tokens N | GFLOPs/img (linear in N) | GFLOPs/img (attention N^2) "
+            "| torch s/epoch | jax s/epoch |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for img_size, patch in shapes:
+        cfg = dataclasses.replace(CFG, img_size=img_size, patch_size=patch)
+        f = flops(cfg)
+        quad = f["attention_scores"]
+        s = seconds_per_epoch(cfg, batch, rounds, steps)
+        rows.append(f"| {img_size} | {patch} | {cfg.seq_len} | {(f['total'] - quad) / 1e9:.3f} | "
+                    f"{quad / 1e9:.3f} | {s['torch']:.0f} | {s['jax']:.0f} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scaling.md"))
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count())
+    by_patch = sweep([(28, p) for p in (14, 7, 4, 2)], args.batch, args.rounds, args.steps)
+    by_size = sweep([(s, 4) for s in (28, 56, 84)], args.batch, args.rounds, args.steps)
+    md = (f"Seconds per 60,000-image training epoch (median of {args.rounds} rounds, batch "
+          f"{args.batch}, fp32), {datetime.date.today()}, {os.cpu_count()} CPU threads, matmul "
+          f"peak {matmul_peak():.0f} GFLOP/s. D 128, 4 blocks, 4 heads, MLP 256.\n\n"
+          f"Against patch size (img_size 28):\n\n{by_patch}\n\n"
+          f"Against img_size (patch 4; the chapter's exercise 1):\n\n{by_size}\n")
+    print(md)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(md)
+
+
+if __name__ == "__main__":
+    main()
