@@ -1,5 +1,8 @@
 """The JAX (Flax NNX) side of vitlib: the ViT, its training loop and checkpoints."""
 
 from vitlib.jax.model import PatchEmbedding, MultiHeadAttention, ViTMLP, ViTBlock, ViT
+from vitlib.jax.checkpoint import save_checkpoint, load_checkpoint
+from vitlib.jax.train import pick_device, train_step, evaluate, fit
 
-__all__ = ["PatchEmbedding", "MultiHeadAttention", "ViTMLP", "ViTBlock", "ViT"]
+__all__ = ["PatchEmbedding", "MultiHeadAttention", "ViTMLP", "ViTBlock", "ViT",
+           "pick_device", "train_step", "evaluate", "fit", "save_checkpoint", "load_checkpoint"]

@@ -1,0 +1,111 @@
+"""Train a named recipe on the real Fashion-MNIST in one framework and record the result.
+
+One command per row of the README's results table:
+
+    python bench/recipes.py --framework torch --recipe cpu
+    python bench/recipes.py --framework jax --recipe cpu --checkpoint checkpoints/vit_cpu_jax.msgpack
+    python bench/recipes.py --framework torch --recipe cpu --set epochs=2 --set patch_size=4
+
+`--set` overrides a Recipe field (epochs, lr, ...) or a ViTConfig field (patch_size, ...).
+Each run appends a JSON line to bench/results/recipes.jsonl and prints a Markdown row.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from vitlib import ViTConfig
+from vitlib.data import load_fashion_mnist, subset
+from vitlib.recipes import Recipe
+
+RESULTS = Path(__file__).parent / "results" / "recipes.jsonl"
+
+
+def parse_overrides(pairs, recipe):
+    """--set name=value pairs -> a recipe with those Recipe or ViTConfig fields replaced."""
+    cfg_fields = {f.name: f.type for f in dataclasses.fields(ViTConfig)}
+    rec, cfg = {}, {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        value = json.loads(text) if text not in ("cls", "mean", "adamw", "sgd", "cosine",
+                                                 "constant") else text
+        (cfg if name in cfg_fields else rec)[name] = value
+    return dataclasses.replace(recipe, cfg=dataclasses.replace(recipe.cfg, **cfg), **rec)
+
+
+def hardware(framework):
+    if framework == "torch":
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name()
+    else:
+        import jax
+        if jax.default_backend() != "cpu":
+            return str(jax.devices()[0].device_kind)
+    return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+
+
+def train(framework, recipe, seed, checkpoint):
+    train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
+    if recipe.n_train:
+        train_set = subset(*train_set, recipe.n_train, seed=seed)
+    if recipe.n_test:
+        test_set = subset(*test_set, recipe.n_test, seed=seed)
+    if framework == "torch":
+        import torch
+        import vitlib.torch as vt
+        torch.manual_seed(seed)
+        model = vt.ViT(recipe.cfg).to(vt.pick_device())
+        fit, save = vt.fit, vt.save_checkpoint
+        n_params = sum(p.numel() for p in model.parameters())
+    else:
+        import jax
+        from flax import nnx
+        import vitlib.jax as vj
+        vj.pick_device()
+        model = vj.ViT(recipe.cfg, rngs=nnx.Rngs(seed))
+        fit, save = vj.fit, vj.save_checkpoint
+        n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    t = time.perf_counter()
+    history = fit(model, train_set, test_set, seed=seed, **recipe.fit_kwargs())
+    seconds = time.perf_counter() - t
+    if checkpoint:
+        save(model, checkpoint)
+    return history, seconds, n_params
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--framework", choices=("torch", "jax"), required=True)
+    ap.add_argument("--recipe", choices=("cpu", "d2l", "quick"), default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--checkpoint", help="save the trained model (weights + config) here")
+    args = ap.parse_args()
+    recipe = parse_overrides(args.set, getattr(Recipe, args.recipe)())
+    print(recipe.describe())
+    history, seconds, n_params = train(args.framework, recipe, args.seed, args.checkpoint)
+    print(history)
+    row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
+               overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
+               epochs=history.epochs, params=n_params, wall_s=round(seconds, 1),
+               train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
+               command="python bench/recipes.py " + " ".join(
+                   [f"--framework {args.framework}", f"--recipe {args.recipe}"]
+                   + (["--seed", str(args.seed)] if args.seed else [])
+                   + [f"--set {s}" for s in args.set]))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"| {row['framework']} | {recipe.describe()} | {row['hardware']} | {row['wall_s']:.0f} s "
+          f"| {row['epochs']} | {row['seed']} | {n_params:,} | {row['test_acc']:.2%} | "
+          f"`{row['command']}` |")
+
+
+if __name__ == "__main__":
+    main()

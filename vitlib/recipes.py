@@ -1,0 +1,102 @@
+"""Named training recipes: a model config and the `fit` arguments that go with it.
+
+`Recipe.d2l()` is the chapter's own run (d2l.ai section 11.8: 96x96 images, SGD at lr 0.1 for
+10 epochs); `Recipe.cpu()` trains a smaller ViT on 28x28 images with AdamW, warmup and a cosine
+decay, the ViT paper's optimiser (section 4.1), in minutes on a laptop; `Recipe.quick()` finishes
+in seconds, for CI. `choose_recipe` picks one the way the notebooks do.
+"""
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from vitlib.config import ViTConfig
+
+FIT_ARGS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "warmup_epochs",
+            "schedule", "label_smoothing", "flip", "crop")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training run: `model = ViT(r.cfg)`, then `fit(model, train, test, **r.fit_kwargs())`.
+
+    Args:
+        name: the preset's name.
+        cfg: the model's ViTConfig.
+        epochs, batch_size, lr, optimizer, weight_decay, warmup_epochs, schedule,
+        label_smoothing, flip, crop: passed to `fit` as they are.
+        n_train, n_test: how many examples to use (a fixed random subset); None uses them all.
+    """
+
+    name: str
+    cfg: ViTConfig
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    flip: bool = False
+    crop: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+
+    @classmethod
+    def d2l(cls, **overrides) -> "Recipe":
+        """The chapter's run: ViTConfig.d2l() at 96x96, plain SGD at lr 0.1, 10 epochs of 128."""
+        return dataclasses.replace(cls("d2l", ViTConfig.d2l(), epochs=10, batch_size=128, lr=0.1,
+                                       optimizer="sgd", weight_decay=0.0, schedule="constant"),
+                                   **overrides)
+
+    @classmethod
+    def cpu(cls, **overrides) -> "Recipe":
+        """ViTConfig.fashion_cpu() at 28x28, AdamW with 1 epoch of warmup and a cosine decay,
+        random flips: minutes per epoch on a laptop CPU."""
+        return dataclasses.replace(cls("cpu", ViTConfig.fashion_cpu(), epochs=5, batch_size=128,
+                                       lr=1e-3, weight_decay=0.05, warmup_epochs=1, flip=True),
+                                   **overrides)
+
+    @classmethod
+    def quick(cls, **overrides) -> "Recipe":
+        """A tiny ViT on 2000 training and 1000 test images for 2 epochs: seconds, for CI."""
+        return dataclasses.replace(cls("quick", ViTConfig.tiny(img_size=28, patch_size=7),
+                                       epochs=2, batch_size=64, lr=3e-3, warmup_epochs=0.5,
+                                       n_train=2000, n_test=1000),
+                                   **overrides)
+
+    def fit_kwargs(self) -> dict:
+        """The keyword arguments of vitlib.torch.fit / vitlib.jax.fit this recipe sets."""
+        return {name: getattr(self, name) for name in FIT_ARGS}
+
+    def describe(self) -> str:
+        """One line: the model and the training run."""
+        c = self.cfg
+        n = "all" if self.n_train is None else self.n_train
+        extras = []
+        if self.warmup_epochs:
+            extras.append(f"{self.warmup_epochs:g} warmup epoch(s)")
+        if self.flip:
+            extras.append("flips")
+        if self.crop:
+            extras.append(f"crop {self.crop}")
+        if self.label_smoothing:
+            extras.append(f"label smoothing {self.label_smoothing:g}")
+        return (f"{self.name}: ViT {c.img_size}x{c.img_size} patch {c.patch_size}, "
+                f"D={c.num_hiddens}, {c.num_blks} blocks, {c.num_heads} heads; {self.optimizer} lr {self.lr:g} "
+                f"({self.schedule}{', ' + ', '.join(extras) if extras else ''}), weight decay "
+                f"{self.weight_decay:g}, {self.epochs} epochs of batch {self.batch_size} on {n} "
+                f"training images")
+
+
+def choose_recipe(gpu: bool) -> Recipe:
+    """The notebooks' choice: quick when $VITLIB_QUICK=1 (CI sets it), else the chapter's run on
+    a GPU, else the CPU recipe.
+
+    Args:
+        gpu: whether a GPU is available (e.g. torch.cuda.is_available()).
+    """
+    if os.environ.get("VITLIB_QUICK", "0") not in ("", "0"):
+        return Recipe.quick()
+    return Recipe.d2l() if gpu else Recipe.cpu()
