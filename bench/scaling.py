@@ -16,59 +16,20 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vitlib.cost import flops
 
-from throughput import CFG, matmul_peak  # noqa: E402  (same shape as the timm comparison)
+from throughput import CFG, jax_step_fn, matmul_peak, torch_step_fn  # the same steps
 
 EPOCH = 60_000
 
 
-def torch_step(cfg, batch):
+def seconds_per_epoch(cfg, batch, rounds, steps):
     import vitlib.torch as vt
 
-    model = vt.ViT(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
-    y = torch.randint(0, 10, (batch,))
-
-    def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
-
-
-def jax_step(cfg, batch):
-    import jax
-    import optax
-    from flax import nnx
-
-    import vitlib.jax as vj
-
-    model = vj.ViT(cfg, rngs=nnx.Rngs(0))
-    opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
-    x = jax.random.normal(jax.random.key(0), (batch, cfg.img_size, cfg.img_size, cfg.in_channels))
-    y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
-
-    @nnx.jit
-    def step(model, opt, x, y):
-        loss_fn = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        opt.update(model, grads)
-        return loss
-
-    return lambda: float(step(model, opt, x, y))
-
-
-def seconds_per_epoch(cfg, batch, rounds, steps):
-    fns = {"torch": torch_step(cfg, batch), "jax": jax_step(cfg, batch)}
+    fns = {"torch": torch_step_fn(vt.ViT(cfg), batch=batch, cfg=cfg),
+           "jax": jax_step_fn(cfg, batch=batch)}
     for fn in fns.values():
         fn(), fn()  # warm up (jit compiles here)
     times = {k: [] for k in fns}

@@ -18,7 +18,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,10 +40,11 @@ def matmul_peak(n=1024, reps=20):
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def torch_step_fn(model, compile_=False):
+def torch_step_fn(model, compile_=False, batch=BATCH, cfg=CFG):
+    """A closure running one AdamW training step of `model` on a random (batch, C, H, W) batch."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(BATCH, 1, 28, 28)
-    y = torch.randint(0, 10, (BATCH,))
+    x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
+    y = torch.randint(0, 10, (batch,))
 
     def step(model, x, y):
         loss = F.cross_entropy(model(x), y)
@@ -58,7 +58,8 @@ def torch_step_fn(model, compile_=False):
     return lambda: fn(model, x, y).item()
 
 
-def jax_step_fn(cfg, seed=0):
+def jax_step_fn(cfg, seed=0, batch=BATCH):
+    """A closure running one jitted AdamW training step of a vitlib.jax.ViT(cfg)."""
     import jax
     import optax
     from flax import nnx
@@ -68,8 +69,8 @@ def jax_step_fn(cfg, seed=0):
     model = vj.ViT(cfg, rngs=nnx.Rngs(seed))
     model.train()
     opt = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
-    x = jax.random.normal(jax.random.key(0), (BATCH, 28, 28, 1))
-    y = jax.random.randint(jax.random.key(1), (BATCH,), 0, 10)
+    x = jax.random.normal(jax.random.key(0), (batch, cfg.img_size, cfg.img_size, cfg.in_channels))
+    y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
 
     @nnx.jit
     def step(model, opt, x, y):
