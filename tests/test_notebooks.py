@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TORCH = sorted((ROOT / "notebooks").glob("*_torch.ipynb"))
 PAIRS = [(t, t.with_name(t.name.replace("_torch.ipynb", "_jax.ipynb"))) for t in TORCH]
+# Notebooks that import both frameworks, and so have no twin.
+SINGLES = ("6_frameworks_side_by_side.ipynb",)
 CHECK = "# NBVAL_CHECK_OUTPUT"
 # Absolute paths of the machine that ran the notebook must not reach the stored outputs.
 MACHINE_PATH = re.compile(r"(/root/|/home/[^/\s]+/|/tmp/|/work/|/Users/[^/\s]+/|[A-Z]:\\Users\\)")
@@ -67,7 +69,13 @@ def write_copy(path, tmp_path, edit):
 def test_the_notebooks_come_in_pairs():
     assert len(PAIRS) >= 2, f"expected at least the patch embedding and encoder block pairs, got {ids(TORCH)}"
     names = {p.name for p in NOTEBOOKS}
+    for single in SINGLES:
+        assert single in names, f"{single} is listed in SINGLES but missing"
     for p in NOTEBOOKS:
+        if p.name in SINGLES:
+            assert not p.name.endswith(("_torch.ipynb", "_jax.ipynb")), \
+                f"{p.name} is listed as a single notebook but named as a twin"
+            continue
         assert p.name.endswith(("_torch.ipynb", "_jax.ipynb")), f"{p.name} is not part of a pair"
         stem = p.name.rsplit("_", 1)[0]
         for twin in (f"{stem}_torch.ipynb", f"{stem}_jax.ipynb"):
