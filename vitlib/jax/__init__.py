@@ -2,7 +2,7 @@
 
 from vitlib.jax.model import PatchEmbedding, MultiHeadAttention, ViTMLP, ViTBlock, ViT
 from vitlib.jax.checkpoint import save_checkpoint, load_checkpoint
-from vitlib.jax.train import pick_device, train_step, evaluate, fit
+from vitlib.jax.train import pick_device, train_step, evaluate, predict, fit
 
 __all__ = ["PatchEmbedding", "MultiHeadAttention", "ViTMLP", "ViTBlock", "ViT",
-           "pick_device", "train_step", "evaluate", "fit", "save_checkpoint", "load_checkpoint"]
+           "pick_device", "train_step", "evaluate", "predict", "fit", "save_checkpoint", "load_checkpoint"]

@@ -13,6 +13,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
@@ -104,6 +105,30 @@ def evaluate(model, images, labels, batch_size=256):
         loss, right = eval_step(model, x, y)
         loss_sum, correct = loss_sum + float(loss), correct + int(right)
     return loss_sum / len(labels), correct / len(labels)
+
+
+@nnx.jit
+def predict_step(model, x):
+    """The predicted class of each image of a batch."""
+    return model(x).argmax(axis=-1)  # (B, H, W, C) -> (B, num_classes) -> (B,)
+
+
+def predict(model, images, batch_size=256):
+    """The predicted class of every image, as a NumPy array of class ids (N,), e.g. for
+    vitlib.plots.confusion_matrix. Leaves the model in eval mode.
+
+    Args:
+        model: a vitlib.jax.ViT.
+        images: uint8 (N, 28, 28); resized to model.cfg.img_size.
+        batch_size: examples per forward pass.
+    """
+    model.eval()
+    predictions = [np.zeros(0, np.int64)]  # no images give no predictions
+    no_labels = np.zeros(len(images), np.int64)  # batches() pairs images with labels
+    for x, _ in data.batches(images, no_labels, batch_size, shuffle=False,
+                             img_size=model.cfg.img_size, layout="NHWC"):
+        predictions.append(np.asarray(predict_step(model, x)))  # (B,)
+    return np.concatenate(predictions).astype(np.int64)  # (N,)
 
 
 def set_compute_dtype(model, dtype):

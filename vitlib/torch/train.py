@@ -9,6 +9,7 @@ determinism on CPU. The JAX twin, `vitlib/jax/train.py`, has the same functions 
 import math
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -99,6 +100,27 @@ def evaluate(model, images, labels, batch_size=256):
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
     return loss_sum / len(labels), correct / len(labels)
+
+
+@torch.no_grad()
+def predict(model, images, batch_size=256):
+    """The predicted class of every image, as a NumPy array of class ids (N,), e.g. for
+    vitlib.plots.confusion_matrix. Leaves the model in eval mode.
+
+    Args:
+        model: a vitlib.torch.ViT.
+        images: uint8 (N, 28, 28); resized to model.cfg.img_size.
+        batch_size: examples per forward pass.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    predictions = [np.zeros(0, np.int64)]  # no images give no predictions
+    no_labels = np.zeros(len(images), np.int64)  # batches() pairs images with labels
+    for x, _ in data.batches(images, no_labels, batch_size, shuffle=False,
+                             img_size=model.cfg.img_size, layout="NCHW"):
+        logits = model(torch.from_numpy(x).to(device))  # (B, C, H, W) -> (B, num_classes)
+        predictions.append(logits.argmax(dim=1).cpu().numpy())  # (B,)
+    return np.concatenate(predictions).astype(np.int64)  # (N,)
 
 
 def fit(model, train, test, *, epochs=3, batch_size=128, lr=1e-3, seed=0, optimizer="adamw",
