@@ -19,20 +19,11 @@ import vitlib.torch.train as ttrain
 from vitlib import ViTConfig, data
 from vitlib.interop import torch_to_jax
 from vitlib.plots import confusion_matrix
+from synthetic import synthetic
 
 # 16x16 images (resized from 28x28), patch 4, D = 32. Mean pooling: at initialisation the <cls>
 # token barely depends on the image, and every image would get the same class.
 CFG = ViTConfig.tiny(num_blks=1, pool="mean")
-
-
-def synthetic(n, seed):
-    """28x28 uint8 images whose class c is a bright horizontal bar at rows 2c+4..2c+6, on noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 2 * c + 4:2 * c + 7, 4:24] = 255
-    return images, labels.astype(np.int64)
 
 
 IMAGES, LABELS = synthetic(37, seed=2)  # 37 = 16 + 16 + 5: an odd last batch

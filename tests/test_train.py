@@ -24,19 +24,10 @@ import vitlib.torch.train as ttrain
 from vitlib import ViTConfig, data
 from vitlib.history import History
 from vitlib.recipes import Recipe, choose_recipe
+from synthetic import synthetic
 
 CFG = ViTConfig.tiny(num_blks=1)  # 16x16 images (resized from 28x28), patch 4, D = 32
 FIT = dict(epochs=2, batch_size=32, lr=3e-3, warmup_epochs=0.5, progress=False)
-
-
-def synthetic(n, seed):
-    """28x28 uint8 images whose class c is a bright horizontal bar at rows 2c+4..2c+6, on noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 2 * c + 4:2 * c + 7, 4:24] = 255
-    return images, labels.astype(np.int64)
 
 
 TRAIN, TEST = synthetic(96, seed=1), synthetic(37, seed=2)  # 37: an odd last test batch

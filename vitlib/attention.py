@@ -27,6 +27,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vitlib.widgets import show_live
+
 CMAP = "inferno"  # attention maps: dark = little attention, bright = much
 ROW_TOL = 1e-3  # attention rows are softmax outputs: they sum to 1 up to float rounding
 STATIC_NOTE = ("[Attention explorer controls: an image chooser and sliders for the layer and the "
@@ -590,14 +592,8 @@ class AttentionExplorer:
         renderer without widgets (GitHub, nbviewer, nbval) still shows those of the starting
         choice, and the controls' text stand-in says what is missing.
         """
-        from IPython.display import display
-
         self.redraw(force=True)
-        display({"application/vnd.jupyter.widget-view+json": {
-                    "version_major": 2, "version_minor": 0, "model_id": self.controls.model_id},
-                 "text/plain": STATIC_NOTE}, raw=True)
-        self._handles = (display(self._png_bundle(), raw=True, display_id=True),
-                         display({"text/plain": self.text}, raw=True, display_id=True))
+        self._handles = show_live(self.controls, STATIC_NOTE, self._png_bundle(), self.text)
 
     def _ipython_display_(self):
         self.display()

@@ -645,14 +645,24 @@ class PatchExplorer:
         a renderer without widgets (GitHub, nbviewer, nbval) still shows them; the controls'
         text stand-in says what is missing. A live frontend replaces the outputs in place.
         """
-        from IPython.display import display
-
         self.redraw(force=True)
-        display({"application/vnd.jupyter.widget-view+json": {
-                    "version_major": 2, "version_minor": 0, "model_id": self.controls.model_id},
-                 "text/plain": STATIC_NOTE}, raw=True)
-        self._handles = (display(self._png_bundle(), raw=True, display_id=True),
-                         display({"text/plain": self.text}, raw=True, display_id=True))
+        self._handles = show_live(self.controls, STATIC_NOTE, self._png_bundle(), self.text)
 
     def _ipython_display_(self):
         self.display()
+
+
+def show_live(controls, note, png_bundle, text):
+    """Display `controls` (with `note` as their text stand-in), then a figure and a text as
+    ordinary outputs with display ids; returns the two display handles the controls update.
+
+    A live frontend shows the controls driving the outputs; a renderer without widgets (GitHub,
+    nbviewer, nbval) shows the note, the last figure and the text, never an empty widget.
+    """
+    from IPython.display import display
+
+    display({"application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": controls.model_id},
+             "text/plain": note}, raw=True)
+    return (display(png_bundle, raw=True, display_id=True),
+            display({"text/plain": text}, raw=True, display_id=True))
