@@ -10,7 +10,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 from flax import nnx, serialization
@@ -20,9 +19,8 @@ import vitlib.torch as vt
 from vitlib import ViTConfig, data
 from vitlib.checkpoint import Checkpoint
 from vitlib.history import History
-from synthetic import synthetic
+from twins import CFG, Jax, Torch, synthetic, twins
 
-CFG = ViTConfig.tiny(num_blks=1)  # 16x16 images (resized from 28x28), patch 4, D = 32
 FIT = dict(epochs=3, batch_size=32, lr=3e-3, warmup_epochs=0.5, progress=False)
 
 
@@ -30,53 +28,6 @@ TRAIN, TEST = synthetic(96, seed=1), synthetic(40, seed=2)
 X = next(data.batches(*TEST, 8, shuffle=False, img_size=CFG.img_size))[0]  # (8, 1, 16, 16)
 
 
-class Torch:
-    lib, name, suffix = vt, "torch", ".pt"
-
-    @staticmethod
-    def model(cfg=CFG, seed=0):
-        torch.manual_seed(seed)
-        return vt.ViT(cfg)
-
-    @staticmethod
-    def weights(model):
-        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-
-    @staticmethod
-    def logits(model, x):
-        model.eval()
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
-    @staticmethod
-    def optimizer(model):
-        return torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-
-class Jax:
-    lib, name, suffix = vj, "jax", ".msgpack"
-
-    @staticmethod
-    def model(cfg=CFG, seed=0):
-        return vj.ViT(cfg, rngs=nnx.Rngs(seed))
-
-    @staticmethod
-    def weights(model):
-        flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-        return {"/".join(map(str, k)): np.asarray(v[...]) for k, v in flat}
-
-    @staticmethod
-    def logits(model, x):
-        model.eval()
-        return np.asarray(forward(model, jnp.asarray(x.transpose(0, 2, 3, 1))))
-
-    @staticmethod
-    def optimizer(model):
-        return nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
-
-
-forward = nnx.jit(lambda model, x: model(x))
-twins = pytest.mark.parametrize("fw", [Torch, Jax], ids=["torch", "jax"])
 
 
 def same_weights(a, b):

@@ -7,7 +7,6 @@ tmp_path, to prove it can fail.
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest

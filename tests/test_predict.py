@@ -19,7 +19,7 @@ import vitlib.torch.train as ttrain
 from vitlib import ViTConfig, data
 from vitlib.interop import torch_to_jax
 from vitlib.plots import confusion_matrix
-from synthetic import synthetic
+from twins import synthetic
 
 # 16x16 images (resized from 28x28), patch 4, D = 32. Mean pooling: at initialisation the <cls>
 # token barely depends on the image, and every image would get the same class.

@@ -24,57 +24,15 @@ import vitlib.torch.train as ttrain
 from vitlib import ViTConfig, data
 from vitlib.history import History
 from vitlib.recipes import Recipe, choose_recipe
-from synthetic import synthetic
+from twins import CFG, Jax, Torch, forward, synthetic, twins
 
-CFG = ViTConfig.tiny(num_blks=1)  # 16x16 images (resized from 28x28), patch 4, D = 32
 FIT = dict(epochs=2, batch_size=32, lr=3e-3, warmup_epochs=0.5, progress=False)
 
 
 TRAIN, TEST = synthetic(96, seed=1), synthetic(37, seed=2)  # 37: an odd last test batch
 
 
-class Torch:
-    fit, lib, train = staticmethod(vt.fit), vt, ttrain
-
-    @staticmethod
-    def model(cfg=CFG, seed=0):
-        torch.manual_seed(seed)
-        return vt.ViT(cfg)
-
-    @staticmethod
-    def weights(model):
-        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-
-    @staticmethod
-    def logits(model, x):  # x: float (B, C, H, W) NumPy
-        model.eval()
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
-
-class Jax:
-    fit, lib, train = staticmethod(vj.fit), vj, jtrain
-
-    @staticmethod
-    def model(cfg=CFG, seed=0):
-        return vj.ViT(cfg, rngs=nnx.Rngs(seed))
-
-    @staticmethod
-    def weights(model):
-        flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-        return {"/".join(map(str, k)): np.asarray(v[...]) for k, v in flat}
-
-    @staticmethod
-    def logits(model, x):  # x: float (B, C, H, W) NumPy
-        model.eval()
-        return np.asarray(forward(model, jnp.asarray(x.transpose(0, 2, 3, 1))))
-
-
-forward = nnx.jit(lambda model, x: model(x))  # compiled: far faster than op-by-op
-
-
 TWINS = {"torch": Torch, "jax": Jax}
-twins = pytest.mark.parametrize("fw", [Torch, Jax], ids=["torch", "jax"])
 
 
 def same_weights(a, b):

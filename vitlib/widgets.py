@@ -125,7 +125,7 @@ def patches_in_order(image, patch_size):
         image: square grey or RGB image.
         patch_size: P, divides the side.
     """
-    S, g = image.shape[0], image.shape[0] // patch_size
+    g = image.shape[0] // patch_size  # patches along one side, H / P
     x = image.reshape(g, patch_size, g, patch_size, -1)  # (H/P, P, W/P, P, C)
     x = x.transpose(0, 2, 1, 3, 4).reshape(g * g, patch_size, patch_size, -1)  # (n, P, P, C)
     return x[..., 0] if image.ndim == 2 else x
