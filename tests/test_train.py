@@ -79,6 +79,14 @@ def test_schedule_warms_up_linearly_then_decays_the_same_in_both(schedule, warmu
         assert np.all(after == lr)
 
 
+def test_schedule_that_is_all_warmup_ramps_up_the_same_in_both():
+    # fit(epochs=1, warmup_epochs=1) with the cosine schedule: no step is left for the decay
+    t_lr, j_lr = ttrain.make_schedule(0.5, 10, 10, "cosine"), jtrain.make_schedule(0.5, 10, 10)
+    t = np.array([t_lr(s) for s in range(11)])
+    np.testing.assert_allclose(t, 0.05 * np.arange(11), atol=1e-12)
+    np.testing.assert_allclose([float(j_lr(s)) for s in range(11)], t, rtol=1e-6)
+
+
 # ---------------------------------------------------------------- one step
 
 def smoothed_ce(logits, y, a):

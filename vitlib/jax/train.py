@@ -41,6 +41,8 @@ def make_schedule(lr, warmup_steps, total_steps, schedule="cosine"):
         total_steps: steps of the whole run.
         schedule: "cosine" or "constant" after the warmup.
     """
+    if schedule == "cosine" and warmup_steps >= total_steps:  # all warmup: nothing left to decay
+        return optax.linear_schedule(0.0, lr, warmup_steps)
     if schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=lr,
                                                   warmup_steps=warmup_steps,
