@@ -140,14 +140,31 @@ def test_jax_amp_computes_in_bfloat16_and_keeps_float32_weights():
 
 
 @twins
-def test_amp_on_cpu_is_ignored_with_a_note(fw, capsys):
-    if fw is Torch and torch.cuda.is_available() or fw is Jax and jax.default_backend() == "gpu":
-        pytest.skip("there is a GPU: amp is not ignored here")
+def test_amp_where_it_does_not_pay_is_ignored_with_a_note(fw, capsys, monkeypatch):
+    if fw is Torch:  # as on a CPU without native bfloat16 (this machine has it)
+        monkeypatch.setattr(ttrain, "amp_supported", lambda device: False)
+    elif jax.default_backend() == "gpu":
+        pytest.skip("there is a GPU: JAX's amp is not ignored here")
     reference = fw.fit(fw.model(), TRAIN, TEST, **FIT)
     capsys.readouterr()
     hist = fw.fit(fw.model(), TRAIN, TEST, amp=True, **FIT)
     assert "amp=True needs" in capsys.readouterr().out
     assert hist.results() == reference.results()
+
+
+def test_torch_fit_with_amp_computes_in_bfloat16_where_it_pays(capsys, monkeypatch):
+    monkeypatch.setattr(ttrain, "amp_supported", lambda device: True)  # CUDA or a bf16 CPU
+    model, seen = Torch.model(), []
+    model.head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hist = vt.fit(model, TRAIN, TEST, amp=True, **FIT)
+    assert "needs" not in capsys.readouterr().out
+    assert torch.bfloat16 in seen and all(map(math.isfinite, hist.train_loss))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_amp_supported_on_cuda_and_cpus_with_bfloat16_only():
+    assert ttrain.amp_supported("cuda") is True and ttrain.amp_supported("mps") is False
+    assert isinstance(ttrain.amp_supported("cpu"), bool)
 
 
 # ---------------------------------------------------------------- fit

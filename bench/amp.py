@@ -1,0 +1,81 @@
+"""bfloat16 autocast against float32 for vitlib.torch training steps on this CPU.
+
+CPUs with native bfloat16 (AVX512-BF16, AMX) multiply bf16 matrices several times faster than
+fp32 ones, but autocast also pays for casting weights and activations at every step. Which side
+wins depends on the model's width: this benchmark times both, interleaved round after round in
+one process, for three shapes, and writes a Markdown table.
+
+    python bench/amp.py          # writes bench/results/amp.md
+"""
+
+import dataclasses
+import datetime
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import vitlib.torch as vt
+from vitlib import ViTConfig
+from vitlib.torch.train import amp_supported
+
+from throughput import CFG
+
+RESULTS = Path(__file__).parent / "results" / "amp.md"
+SHAPES = {  # name: (config, batch)
+    "CPU recipe (28x28, patch 7, D 128)": (ViTConfig.fashion_cpu(pool="mean", blk_dropout=0.0), 128),
+    "throughput benchmark (28x28, patch 4, D 128)": (CFG, 128),
+    "the chapter's ViTConfig.d2l() (96x96, patch 16, D 512)": (ViTConfig.d2l(), 32),
+}
+
+
+def step_fn(cfg, batch, amp):
+    torch.manual_seed(0)
+    model = vt.ViT(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
+    y = torch.randint(0, cfg.num_classes, (batch,))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+def main(rounds=4, steps=5):
+    if not amp_supported("cpu"):
+        print("This CPU has no native bfloat16: autocast would only add casts. Nothing to time.")
+        return
+    lines = [f"Training images/s, fp32 against bf16 autocast, {torch.get_num_threads()} threads, "
+             f"median of {rounds} interleaved rounds of {steps} steps, measured "
+             f"{datetime.date.today()} (`python bench/amp.py`):", "",
+             "| model | batch | fp32 img/s | bf16 amp img/s | amp / fp32 |", "| --- | --- | --- | --- | --- |"]
+    for name, (cfg, batch) in SHAPES.items():
+        steps_of = {amp: step_fn(cfg, batch, amp) for amp in (False, True)}
+        for step in steps_of.values():
+            step(), step()  # warm up
+        rates = {amp: [] for amp in steps_of}
+        for _ in range(rounds):
+            for amp, step in steps_of.items():
+                t = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                rates[amp].append(steps * batch / (time.perf_counter() - t))
+        fp32, bf16 = statistics.median(rates[False]), statistics.median(rates[True])
+        lines.append(f"| {name} | {batch} | {fp32:.0f} | {bf16:.0f} | {bf16 / fp32:.2f}x |")
+        print(lines[-1])
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
