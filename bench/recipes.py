@@ -50,6 +50,14 @@ def hardware(framework):
     return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
 
 
+def threads(framework):
+    """CPU threads the run computes with: torch's intra-op pool, or every core for XLA."""
+    if framework == "torch":
+        import torch
+        return torch.get_num_threads()
+    return os.cpu_count()
+
+
 def train(framework, recipe, seed, checkpoint):
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
     if recipe.n_train:
@@ -82,7 +90,7 @@ def train(framework, recipe, seed, checkpoint):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--framework", choices=("torch", "jax"), required=True)
-    ap.add_argument("--recipe", choices=("cpu", "d2l", "quick"), default="cpu")
+    ap.add_argument("--recipe", choices=("cpu", "cpu15", "d2l", "quick"), default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--checkpoint", help="save the trained model (weights + config) here")
@@ -93,7 +101,8 @@ def main():
     print(history)
     row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
                overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
-               epochs=history.epochs, params=n_params, wall_s=round(seconds, 1),
+               threads=threads(args.framework), epochs=history.epochs, params=n_params,
+               wall_s=round(seconds, 1),
                train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
                command="python bench/recipes.py " + " ".join(
                    [f"--framework {args.framework}", f"--recipe {args.recipe}"]

@@ -5,6 +5,7 @@ Each behaviour is checked in both frameworks. The runs are tiny (one block, 16x1
 hundred images), and the JAX runs share one set of fit arguments so each step compiles once.
 """
 
+import dataclasses
 import inspect
 import math
 
@@ -290,6 +291,11 @@ def test_recipes_match_their_descriptions(monkeypatch):
         ("sgd", 0.1, 10, 128) and d2l.schedule == "constant"
     cpu = Recipe.cpu()
     assert cpu.cfg == ViTConfig.fashion_cpu() and cpu.optimizer == "adamw" and cpu.warmup_epochs
+    cpu15 = Recipe.cpu15()  # the CPU recipe with mean pooling, no dropout, 25 epochs, lr 3e-3
+    assert cpu15.cfg == ViTConfig.fashion_cpu(pool="mean", blk_dropout=0.0) and cpu15.epochs == 25
+    assert dataclasses.replace(cpu15, name="cpu", cfg=cpu.cfg, epochs=cpu.epochs, lr=cpu.lr) == cpu
+    assert "mean pooling, dropout 0;" in cpu15.describe()
+    assert Recipe.cpu15(epochs=3).epochs == 3 and Recipe.cpu15(amp=True).amp
     quick = Recipe.quick()
     assert quick.cfg.img_size == 28 and quick.n_train == 2000 and quick.n_test == 1000
     assert set(quick.fit_kwargs()) <= set(inspect.signature(vt.fit).parameters)
