@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import vitlib.torch as vt
 from vitlib import ViTConfig
 from vitlib.torch.train import amp_supported
 
-from throughput import CFG
+from throughput import CFG, torch_step_fn
 
 RESULTS = Path(__file__).parent / "results" / "amp.md"
 SHAPES = {  # name: (config, batch)
@@ -29,24 +28,6 @@ SHAPES = {  # name: (config, batch)
     "throughput benchmark (28x28, patch 4, D 128)": (CFG, 128),
     "the chapter's ViTConfig.d2l() (96x96, patch 16, D 512)": (ViTConfig.d2l(), 32),
 }
-
-
-def step_fn(cfg, batch, amp):
-    torch.manual_seed(0)
-    model = vt.ViT(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
-    y = torch.randint(0, cfg.num_classes, (batch,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-    return step
 
 
 def main(rounds=4, steps=5):
@@ -58,7 +39,9 @@ def main(rounds=4, steps=5):
              f"{datetime.date.today()} (`python bench/amp.py`):", "",
              "| model | batch | fp32 img/s | bf16 amp img/s | amp / fp32 |", "| --- | --- | --- | --- | --- |"]
     for name, (cfg, batch) in SHAPES.items():
-        steps_of = {amp: step_fn(cfg, batch, amp) for amp in (False, True)}
+        torch.manual_seed(0)
+        steps_of = {amp: torch_step_fn(vt.ViT(cfg), batch=batch, cfg=cfg, amp=amp)
+                    for amp in (False, True)}
         for step in steps_of.values():
             step(), step()  # warm up
         rates = {amp: [] for amp in steps_of}

@@ -40,14 +40,17 @@ def matmul_peak(n=1024, reps=20):
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def torch_step_fn(model, compile_=False, batch=BATCH, cfg=CFG):
-    """A closure running one AdamW training step of `model` on a random (batch, C, H, W) batch."""
+def torch_step_fn(model, compile_=False, batch=BATCH, cfg=CFG, amp=False):
+    """A closure running one AdamW training step of `model` on a random (batch, C, H, W) batch
+    (with amp, the forward pass under bfloat16 autocast on the CPU)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, cfg.in_channels, cfg.img_size, cfg.img_size)
     y = torch.randint(0, 10, (batch,))
 
     def step(model, x, y):
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
