@@ -8,10 +8,8 @@ one process, for three shapes, and writes a Markdown table.
     python bench/amp.py          # writes bench/results/amp.md
 """
 
-import dataclasses
 import datetime
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -20,7 +18,7 @@ import vitlib.torch as vt
 from vitlib import ViTConfig
 from vitlib.torch.train import amp_supported
 
-from throughput import CFG, torch_step_fn
+from throughput import CFG, interleaved, torch_step_fn
 
 RESULTS = Path(__file__).parent / "results" / "amp.md"
 SHAPES = {  # name: (config, batch)
@@ -42,15 +40,7 @@ def main(rounds=4, steps=5):
         torch.manual_seed(0)
         steps_of = {amp: torch_step_fn(vt.ViT(cfg), batch=batch, cfg=cfg, amp=amp)
                     for amp in (False, True)}
-        for step in steps_of.values():
-            step(), step()  # warm up
-        rates = {amp: [] for amp in steps_of}
-        for _ in range(rounds):
-            for amp, step in steps_of.items():
-                t = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                rates[amp].append(steps * batch / (time.perf_counter() - t))
+        rates = interleaved(steps_of, rounds, steps, batch)
         fp32, bf16 = statistics.median(rates[False]), statistics.median(rates[True])
         lines.append(f"| {name} | {batch} | {fp32:.0f} | {bf16:.0f} | {bf16 / fp32:.2f}x |")
         print(lines[-1])

@@ -13,14 +13,13 @@ import dataclasses
 import datetime
 import os
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from vitlib.cost import flops
 
-from throughput import CFG, jax_step_fn, matmul_peak, torch_step_fn  # the same steps
+from throughput import CFG, interleaved, jax_step_fn, matmul_peak, torch_step_fn  # the same steps
 
 EPOCH = 60_000
 
@@ -30,16 +29,8 @@ def seconds_per_epoch(cfg, batch, rounds, steps):
 
     fns = {"torch": torch_step_fn(vt.ViT(cfg), batch=batch, cfg=cfg),
            "jax": jax_step_fn(cfg, batch=batch)}
-    for fn in fns.values():
-        fn(), fn()  # warm up (jit compiles here)
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            times[k].append((time.perf_counter() - t) / (steps * batch) * EPOCH)
-    return {k: statistics.median(v) for k, v in times.items()}
+    rates = interleaved(fns, rounds, steps, batch)  # images/s
+    return {k: EPOCH / statistics.median(v) for k, v in rates.items()}
 
 
 def sweep(shapes, batch, rounds, steps):

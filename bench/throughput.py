@@ -86,6 +86,22 @@ def jax_step_fn(cfg, seed=0, batch=BATCH):
     return lambda: float(step(model, opt, x, y))
 
 
+def interleaved(steps_of, rounds, steps, batch, warmup=2):
+    """{name: [images/s per round]} of step closures run in turn, round after round, so that a
+    noisy machine slows all of them alike and their ratios hold."""
+    for step in steps_of.values():
+        for _ in range(warmup):
+            step()  # jit compiles / caches warm here
+    rates = {name: [] for name in steps_of}
+    for _ in range(rounds):
+        for name, step in steps_of.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[name].append(steps * batch / (time.perf_counter() - t))
+    return rates
+
+
 def timm_model():
     from timm.models.vision_transformer import VisionTransformer
 
