@@ -54,7 +54,8 @@ def make_schedule(lr, warmup_steps, total_steps, schedule="cosine"):
 
 
 def amp_supported(device) -> bool:
-    """Whether bfloat16 autocast pays on `device`: CUDA, or a CPU with native bfloat16 matmuls."""
+    """Whether `device` computes in bfloat16 natively: CUDA, or a CPU with bf16 instructions
+    (AVX512-BF16, AMX). Only there does `amp=True` take effect."""
     device = torch.device(device)
     if device.type == "cuda":
         return True
