@@ -1,5 +1,9 @@
 """The PyTorch side of vitlib: the ViT, its training loop and checkpoints."""
 
+from vitlib.memory import keep_freed_memory
+
+keep_freed_memory()  # before PyTorch starts its threads: vitlib/memory.py says why
+
 from vitlib.torch.model import PatchEmbedding, MultiHeadAttention, ViTMLP, ViTBlock, ViT
 from vitlib.torch.checkpoint import save_checkpoint, load_checkpoint
 from vitlib.torch.train import pick_device, train_step, evaluate, predict, fit
