@@ -9,9 +9,9 @@ step's time on a 2-core machine (bench/malloc.py). PyTorch's eager steps fault l
 1,500 per step) but pay the same way.
 
 `keep_freed_memory()` tells glibc to serve every thread from the main heap, never to use `mmap`
-for a block, and to keep up to 1 GiB of freed memory at the top of the heap: a step then reuses
-the pages the previous step freed. `vitlib.torch` and `vitlib.jax` call it when imported;
-glibc arenas are picked per thread when a thread first allocates, so it works fully when vitlib
+for a block, and to keep up to 2 GiB of freed memory at the top of the heap (a patch-2 step's
+buffer is 1.1 GB): a step then reuses the pages the previous step freed. `vitlib.torch` and
+`vitlib.jax` call it when imported; glibc arenas are picked per thread when a thread first allocates, so it works fully when vitlib
 is imported before the framework starts its threads (the notebooks import vitlib first).
 Set VITLIB_KEEP_FREED_MEMORY=0 to leave malloc alone. Other C libraries (macOS, Windows, musl)
 are left alone.
@@ -22,7 +22,7 @@ import os
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # mallopt parameters, from <malloc.h>
-KEEP_BYTES = 1 << 30  # freed memory at the top of the heap kept for reuse: 1 GiB
+KEEP_BYTES = 2**31 - 1  # freed memory kept at the top of the heap: 2 GiB, the most a C int holds
 
 
 def keep_freed_memory() -> bool:
@@ -34,7 +34,8 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(None)  # the C library this process runs on
     # mallopt returns 1 on success: one arena (so no thread falls back to mmap for a block its
-    # own arena cannot hold), no mmap at all, and a trim threshold that keeps a step's buffer.
+    # own arena cannot hold), no mmap at all, and a trim threshold that keeps a step's buffer
+    # (an int: 2 GiB is the most it takes; more would wrap around to 0, trimming at every free).
     return all(libc.mallopt(param, value) == 1
                for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0),
                                     (M_TRIM_THRESHOLD, KEEP_BYTES)))
