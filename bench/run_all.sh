@@ -8,4 +8,5 @@ cd "$(dirname "$0")"
 python throughput.py
 python scaling.py
 python amp.py
+python malloc.py
 python profile_jax.py
