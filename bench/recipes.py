@@ -15,10 +15,10 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+from machine import describe_cpu
 from vitlib import ViTConfig
 from vitlib.data import load_fashion_mnist, subset
 from vitlib.recipes import Recipe
@@ -47,7 +47,7 @@ def hardware(framework):
         import jax
         if jax.default_backend() != "cpu":
             return str(jax.devices()[0].device_kind)
-    return f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+    return describe_cpu()
 
 
 def threads(framework):

@@ -13,7 +13,6 @@ come from the FLOP count in vitlib.cost, over the fp32 matmul peak measured here
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from machine import describe_cpu
 from vitlib import ViTConfig
 from vitlib.cost import train_flops
 
@@ -148,13 +148,15 @@ def run(rounds, steps, compile_):
 
 def table(rates, peak):
     flops = train_flops(CFG)
-    ref = statistics.median(rates.get("timm VisionTransformer", [float("nan")]))
+    timm_rates = rates.get("timm VisionTransformer")
+    ref = statistics.median(timm_rates) if timm_rates else None
     lines = ["| contender | images/s (median) | spread (min-max) | vs timm | GFLOP/s | % of matmul peak |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, r in rates.items():
         med = statistics.median(r)
         gflops = med * flops / 1e9
-        lines.append(f"| {name} | {med:.0f} | {min(r):.0f}-{max(r):.0f} | {med / ref:.2f}x | "
+        vs_timm = f"{med / ref:.2f}x" if ref else "n/a (timm not installed)"
+        lines.append(f"| {name} | {med:.0f} | {min(r):.0f}-{max(r):.0f} | {vs_timm} | "
                      f"{gflops:.1f} | {100 * gflops / peak:.0f}% |")
     return "\n".join(lines)
 
@@ -171,7 +173,7 @@ def main():
     peak = matmul_peak()
     print(f"fp32 matmul peak: {peak:.0f} GFLOP/s; train FLOPs per image: {train_flops(CFG) / 1e6:.1f} M")
     rates = run(args.rounds, args.steps, not args.no_compile)
-    md = (f"Training throughput, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+    md = (f"Training throughput, {datetime.date.today()}, {describe_cpu()}, "
           f"{args.threads} threads, torch {torch.__version__}, batch {BATCH}, fp32, matmul peak "
           f"{peak:.0f} GFLOP/s, {args.rounds} rounds x {args.steps} steps.\n\n{table(rates, peak)}\n")
     print(md)

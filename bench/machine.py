@@ -1,0 +1,51 @@
+"""What CPU a benchmark ran on, in one line for its table or its results row.
+
+The project's 2-core machines are not all alike: on 2026-11-22 the CPU had AVX-512 (with
+bfloat16 instructions), on 2026-12-01 only AVX2, and the same training step took about 1.6x as
+long on the second. A result without this line cannot be compared with another.
+"""
+
+import os
+import platform
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name, e.g. 'AMD EPYC', or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def vector_isa(flags=None) -> str:
+    """The widest vector instructions the CPU has: 'AVX-512 + BF16', 'AVX-512', 'AVX2' or ''."""
+    flags = cpu_flags() if flags is None else flags
+    if "avx512f" in flags:
+        return "AVX-512 + BF16" if "avx512_bf16" in flags else "AVX-512"
+    return "AVX2" if "avx2" in flags else ""
+
+
+def describe_cpu() -> str:
+    """e.g. 'CPU, 2 cores (x86_64, AMD EPYC, AVX2)'."""
+    parts = [platform.machine(), cpu_model(), vector_isa()]
+    return f"CPU, {os.cpu_count()} cores ({', '.join(p for p in parts if p)})"
+
+
+if __name__ == "__main__":
+    print(describe_cpu())
