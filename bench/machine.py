@@ -1,7 +1,7 @@
 """What CPU a benchmark ran on, in one line for its table or its results row.
 
 The project's 2-core machines are not all alike: on 2026-11-22 the CPU had AVX-512 (with
-bfloat16 instructions), on 2026-12-01 only AVX2, and the same training step took about 1.6x as
+bfloat16 instructions), on 2026-12-01 only AVX2, and the same training step took 1.4-2x as
 long on the second. A result without this line cannot be compared with another.
 """
 
@@ -9,28 +9,26 @@ import os
 import platform
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+def _cpuinfo(key: str) -> str | None:
+    """The first value of `key` in /proc/cpuinfo, or None where there is none (e.g. macOS)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo has none)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_model() -> str:
     """The CPU's model name, e.g. 'AMD EPYC', or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return _cpuinfo("model name") or platform.processor() or "unknown CPU"
 
 
 def vector_isa(flags=None) -> str:
