@@ -214,6 +214,24 @@ def test_sgd_is_plain_sgd_with_l2_weight_decay(fw):
     assert not same_weights(before, after)
 
 
+def test_torch_adamw_is_fused_on_the_cpu_and_steps_as_the_plain_one():
+    cfg = ViTConfig.tiny(num_blks=1, emb_dropout=0.0, blk_dropout=0.0)
+    x, y = next(data.batches(*TRAIN, 16, shuffle=False, img_size=cfg.img_size, layout="NCHW"))
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    fused, plain = Torch.model(cfg), Torch.model(cfg)
+    plain.load_state_dict(fused.state_dict())
+    opt = ttrain.make_optimizer(fused, "adamw", 1e-2, 0.05)
+    ref = torch.optim.AdamW(plain.parameters(), lr=1e-2, weight_decay=0.05, fused=False)
+    assert opt.param_groups[0]["fused"] is True
+    for _ in range(3):
+        ttrain.train_step(fused, opt, x, y)
+        ttrain.train_step(plain, ref, x, y)
+    after, expected = Torch.weights(fused), Torch.weights(plain)
+    assert not same_weights(after, Torch.weights(Torch.model(cfg)))
+    for k in expected:
+        np.testing.assert_allclose(after[k], expected[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
 @twins
 def test_fit_with_sgd_keeps_a_constant_rate(fw):
     hist = fw.fit(fw.model(), TRAIN, TEST, **{**FIT, "optimizer": "sgd", "lr": 0.1,
