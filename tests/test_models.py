@@ -16,7 +16,8 @@ import vitlib.torch as vt
 from vitlib import ViTConfig
 
 B = 3
-CLASSES = ("PatchEmbedding", "MultiHeadAttention", "ViTMLP", "ViTBlock", "ViT")
+CLASSES = ("PatchEmbedding", "ShiftedPatchEmbedding", "MultiHeadAttention", "ViTMLP", "ViTBlock",
+           "ViT")
 
 
 def images(cfg, layout, seed=0):
@@ -44,6 +45,48 @@ def test_patch_embedding_shapes(img_size, patch_size, channels):
     x = np.zeros((B, channels, img_size, img_size), np.float32)
     assert t(torch.from_numpy(x)).shape == (B, n, 24) and t.num_patches == n
     assert j(jnp.asarray(x.transpose(0, 2, 3, 1))).shape == (B, n, 24) and j.num_patches == n
+
+
+@pytest.mark.parametrize("img_size, patch_size, channels", [(28, 7, 1), (32, 4, 3), (12, 2, 1)])
+def test_shifted_patch_embedding_shapes(img_size, patch_size, channels):
+    n = (img_size // patch_size) ** 2
+    t = vt.ShiftedPatchEmbedding(img_size, patch_size, channels, 24)
+    j = vj.ShiftedPatchEmbedding(img_size, patch_size, channels, 24, rngs=nnx.Rngs(0))
+    x = np.zeros((B, channels, img_size, img_size), np.float32)
+    assert t(torch.from_numpy(x)).shape == (B, n, 24) and t.num_patches == n
+    assert j(jnp.asarray(x.transpose(0, 2, 3, 1))).shape == (B, n, 24) and j.num_patches == n
+    assert t.proj.in_features == j.proj.in_features == 5 * channels * patch_size**2
+
+
+@pytest.mark.parametrize("embedding", ["PatchEmbedding", "ShiftedPatchEmbedding"])
+def test_only_shifted_patches_see_past_their_patch(embedding):
+    # Change one pixel just outside the top-left 7x7 patch (row 3, column 8: patch (0, 1)) and
+    # see which tokens move. Plain patches: only the token of patch (0, 1). Shifted patches: the
+    # token of patch (0, 0) too, since a copy shifted by 3 pixels brings that pixel into it.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 1, 28, 28)).astype(np.float32)
+    y = x.copy()
+    y[0, 0, 3, 8] += 1.0
+    t = getattr(vt, embedding)(28, 7, 1, 16)
+    j = getattr(vj, embedding)(28, 7, 1, 16, rngs=nnx.Rngs(0))
+    with torch.no_grad():
+        t_moved = (t(torch.from_numpy(y)) - t(torch.from_numpy(x))).abs().amax(-1)[0].numpy()
+    to_j = lambda a: jnp.asarray(a.transpose(0, 2, 3, 1))
+    j_moved = np.abs(np.asarray(j(to_j(y)) - j(to_j(x)))).max(-1)[0]
+    for moved in (t_moved, j_moved):
+        expected = {0, 1} if embedding == "ShiftedPatchEmbedding" else {1}
+        assert set(np.flatnonzero(moved > 1e-6)) == expected
+
+
+def test_shifted_patches_choose_the_embedding_and_need_a_patch_of_2():
+    cfg = ViTConfig.tiny(shifted_patches=True)
+    assert isinstance(vt.ViT(cfg).patch_embedding, vt.ShiftedPatchEmbedding)
+    assert isinstance(vj.ViT(cfg, rngs=nnx.Rngs(0)).patch_embedding, vj.ShiftedPatchEmbedding)
+    assert isinstance(vt.ViT(ViTConfig.tiny()).patch_embedding, vt.PatchEmbedding)
+    with pytest.raises(ValueError, match="patch_size >= 2"):
+        ViTConfig.tiny(patch_size=1, shifted_patches=True)
+    with pytest.raises(ValueError, match="shifted_patches must be True or False"):
+        ViTConfig.tiny(shifted_patches="yes")
 
 
 def test_block_and_mlp_keep_the_shape():

@@ -27,6 +27,10 @@ CONFIGS = {
     "gray-p14-mean-depth4": ViTConfig(img_size=28, patch_size=14, in_channels=1, num_hiddens=64,
                                       mlp_num_hiddens=128, num_heads=8, num_blks=4, pool="mean"),
     "d2l-p16-96px": ViTConfig.d2l(),
+    "rgb-p4-shifted-mean-depth2": ViTConfig(img_size=16, patch_size=4, in_channels=3,
+                                            num_hiddens=32, mlp_num_hiddens=64, num_heads=2,
+                                            num_blks=2, pool="mean", shifted_patches=True),
+    "gray-p7-shifted-mean-depth4": ViTConfig.fashion_cpu(pool="mean", shifted_patches=True),
 }
 
 

@@ -26,6 +26,7 @@ class ViTConfig:
     use_bias: bool = False  # bias in the attention projections (d2l: False)
     num_classes: int = 10  # outputs of the classification head
     pool: str = "cls"  # "cls": classify the <cls> token; "mean": average all patch tokens
+    shifted_patches: bool = False  # Shifted Patch Tokenization: a token also sees around its patch
 
     def __post_init__(self):
         positive = ("img_size", "patch_size", "in_channels", "num_hiddens", "mlp_num_hiddens",
@@ -52,8 +53,14 @@ class ViTConfig:
         if self.pool not in POOLS:
             raise ValueError(f"ViTConfig.pool must be one of {POOLS}, got {self.pool!r}. "
                              f"'cls' classifies the <cls> token, 'mean' averages the patch tokens.")
-        if not isinstance(self.use_bias, bool):
-            raise ValueError(f"ViTConfig.use_bias must be True or False, got {self.use_bias!r}.")
+        for name in ("use_bias", "shifted_patches"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ViTConfig.{name} must be True or False, got "
+                                 f"{getattr(self, name)!r}.")
+        if self.shifted_patches and self.patch_size < 2:
+            raise ValueError("shifted_patches=True shifts the image by half a patch, which needs "
+                             "patch_size >= 2; got patch_size=1. Use a larger patch or "
+                             "shifted_patches=False.")
 
     # Derived sizes.
     @property

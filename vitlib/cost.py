@@ -48,8 +48,10 @@ def param_counts(cfg):
     layer_norm = 2 * D  # a scale and a bias per feature
     attention = D * 3 * D + D * D + (3 * D + D if cfg.use_bias else 0)  # W_qkv, W_o (+ biases)
     mlp = D * M + M + M * D + D  # dense1 and dense2, with biases
+    patch_dim = (5 if cfg.shifted_patches else 1) * C * P * P  # shifted: 5 stacked copies
     counts = {
-        "patch_embedding": C * P * P * D + D,  # the conv: one (C*P*P, D) matrix + a bias
+        # one (patch_dim, D) matrix + a bias; shifted patches add a LayerNorm over patch_dim
+        "patch_embedding": patch_dim * D + D + (2 * patch_dim if cfg.shifted_patches else 0),
         "cls_token": D if cfg.pool == "cls" else 0,
         "pos_embedding": cfg.seq_len * D,  # one learned D-vector per token position
         "blocks": cfg.num_blks * (2 * layer_norm + attention + mlp),
@@ -72,6 +74,7 @@ def flops(cfg):
     _check_cfg(cfg)
     N, D, M, L = cfg.seq_len, cfg.num_hiddens, cfg.mlp_num_hiddens, cfg.num_blks
     patch_dim = cfg.in_channels * cfg.patch_size**2  # C*P*P pixels in one patch
+    patch_dim *= 5 if cfg.shifted_patches else 1  # the image and 4 shifted copies
     counts = {
         "patch_embedding": 2 * cfg.num_patches * patch_dim * D,  # (H*W/P^2, C*P*P) @ (C*P*P, D)
         "attention_qkv": L * 2 * N * D * 3 * D,  # (N, D) @ (D, 3D)

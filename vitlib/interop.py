@@ -16,7 +16,11 @@ from vitlib.config import ViTConfig
 
 def _layers(tm, jm):
     """Yield (name, torch module or parameter, NNX module or variable, kind) for every weight."""
-    yield "patch_embedding.conv", tm.patch_embedding.conv, jm.patch_embedding.conv, "conv"
+    if tm.cfg.shifted_patches:
+        yield "patch_embedding.norm", tm.patch_embedding.norm, jm.patch_embedding.norm, "norm"
+        yield "patch_embedding.proj", tm.patch_embedding.proj, jm.patch_embedding.proj, "linear"
+    else:
+        yield "patch_embedding.conv", tm.patch_embedding.conv, jm.patch_embedding.conv, "conv"
     if tm.cfg.pool == "cls":
         yield "cls_token", tm.cls_token, jm.cls_token, "param"
     yield "pos_embedding", tm.pos_embedding, jm.pos_embedding, "param"

@@ -48,6 +48,42 @@ class PatchEmbedding(nnx.Module):
         return x.reshape(x.shape[0], -1, x.shape[-1])  # (B, H/P, W/P, D) -> (B, N, D)
 
 
+class ShiftedPatchEmbedding(nnx.Module):
+    """Shifted Patch Tokenization (Lee, Lee & Song 2021, "Vision Transformer for Small-Size
+    Datasets", section 3.2): one token per P x P patch, as in PatchEmbedding, but each token also
+    sees the pixels around its patch.
+
+    The image and four copies of it shifted diagonally by half a patch are stacked as channels
+    (5C), cut into patches, each flattened to a (P, P, 5C) vector, LayerNorm, then one
+    (5C*P*P, D) matrix.
+
+    Args:
+        img_size: side of the square input image.
+        patch_size: side of a square patch; divides img_size; at least 2.
+        in_channels: image channels C.
+        num_hiddens: token width D.
+        rngs: random keys for the initialisation.
+    """
+
+    def __init__(self, img_size, patch_size, in_channels, num_hiddens, *, rngs: nnx.Rngs):
+        self.num_patches = (img_size // patch_size) ** 2
+        self.patch_size = patch_size
+        patch_dim = 5 * in_channels * patch_size**2
+        self.norm = nnx.LayerNorm(patch_dim, epsilon=LN_EPS, rngs=rngs)
+        self.proj = nnx.Linear(patch_dim, num_hiddens, kernel_init=trunc_normal, bias_init=zeros,
+                               rngs=rngs)
+
+    def __call__(self, x):
+        B, H, W, C = x.shape
+        P, s = self.patch_size, self.patch_size // 2
+        padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))  # zeros: (B, H + 2s, W + 2s, C)
+        shifts = [padded[:, dy:dy + H, dx:dx + W] for dy in (0, 2 * s) for dx in (0, 2 * s)]
+        x = jnp.concatenate([x, *shifts], axis=-1)  # (B, H, W, 5C)
+        x = x.reshape(B, H // P, P, W // P, P, 5 * C)  # (B, H/P, P, W/P, P, 5C)
+        x = x.transpose(0, 1, 3, 2, 4, 5).reshape(B, self.num_patches, -1)  # (B, N, P*P*5C)
+        return self.proj(self.norm(x))  # (B, N, 5C*P*P) -> (B, N, D)
+
+
 class MultiHeadAttention(nnx.Module):
     """Multi-head scaled dot-product self-attention.
 
@@ -147,8 +183,9 @@ class ViT(nnx.Module):
     def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         D = cfg.num_hiddens
-        self.patch_embedding = PatchEmbedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D,
-                                              rngs=rngs)
+        embedding = ShiftedPatchEmbedding if cfg.shifted_patches else PatchEmbedding
+        self.patch_embedding = embedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D,
+                                         rngs=rngs)
         self.cls_token = nnx.Param(jnp.zeros((1, 1, D))) if cfg.pool == "cls" else None
         self.pos_embedding = nnx.Param(trunc_normal(rngs.params(), (1, cfg.seq_len, D)))
         self.dropout = nnx.Dropout(cfg.emb_dropout, rngs=rngs)

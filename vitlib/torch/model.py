@@ -58,6 +58,41 @@ class PatchEmbedding(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B, D, H/P, W/P) -> (B, N, D)
 
 
+class ShiftedPatchEmbedding(nn.Module):
+    """Shifted Patch Tokenization (Lee, Lee & Song 2021, "Vision Transformer for Small-Size
+    Datasets", section 3.2): one token per P x P patch, as in PatchEmbedding, but each token also
+    sees the pixels around its patch.
+
+    The image and four copies of it shifted diagonally by half a patch are stacked as channels
+    (5C), cut into patches, each flattened to a (P, P, 5C) vector, LayerNorm, then one
+    (5C*P*P, D) matrix.
+
+    Args:
+        img_size: side of the square input image.
+        patch_size: side of a square patch; divides img_size; at least 2.
+        in_channels: image channels C.
+        num_hiddens: token width D.
+    """
+
+    def __init__(self, img_size, patch_size, in_channels, num_hiddens):
+        super().__init__()
+        self.num_patches = (img_size // patch_size) ** 2
+        self.patch_size = patch_size
+        patch_dim = 5 * in_channels * patch_size**2
+        self.norm = nn.LayerNorm(patch_dim, eps=LN_EPS)
+        self.proj = init_(nn.Linear(patch_dim, num_hiddens))
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        P, s = self.patch_size, self.patch_size // 2
+        padded = F.pad(x, (s, s, s, s))  # zeros around the image: (B, C, H + 2s, W + 2s)
+        shifts = [padded[:, :, dy:dy + H, dx:dx + W] for dy in (0, 2 * s) for dx in (0, 2 * s)]
+        x = torch.cat([x, *shifts], dim=1)  # (B, 5C, H, W)
+        x = x.reshape(B, 5 * C, H // P, P, W // P, P)  # (B, 5C, H/P, P, W/P, P)
+        x = x.permute(0, 2, 4, 3, 5, 1).reshape(B, self.num_patches, -1)  # (B, N, P*P*5C)
+        return self.proj(self.norm(x))  # (B, N, 5C*P*P) -> (B, N, D)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product self-attention.
 
@@ -150,7 +185,8 @@ class ViT(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.num_hiddens
-        self.patch_embedding = PatchEmbedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D)
+        embedding = ShiftedPatchEmbedding if cfg.shifted_patches else PatchEmbedding
+        self.patch_embedding = embedding(cfg.img_size, cfg.patch_size, cfg.in_channels, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
         self.pos_embedding = nn.Parameter(trunc_normal_(torch.empty(1, cfg.seq_len, D)))
         self.dropout = nn.Dropout(cfg.emb_dropout)
