@@ -3,8 +3,8 @@
 glibc's malloc settings hold for a whole process, so the two cases cannot share one: each case
 runs in its own Python process, the two alternate (on, off, on, off, ...) so that a noisy machine
 slows both alike, and each process reports the median of its rounds. The model is the CPU
-recipe's ViT (Recipe.cpu15(): patch 7, D 128, 4 blocks, batch 128) and the throughput
-benchmark's patch-4 one, in both frameworks.
+recipe's ViT (Recipe.cpu15() with plain patches: patch 7, D 128, 4 blocks, batch 128) and the
+throughput benchmark's patch-4 one, in both frameworks.
 
     python bench/malloc.py                  # writes bench/results/malloc.md
     python bench/malloc.py --processes 2
@@ -30,7 +30,7 @@ sys.path.insert(0, {bench!r})
 framework, patch, rounds, steps = {framework!r}, {patch}, {rounds}, {steps}
 import dataclasses
 from vitlib.recipes import Recipe
-cfg = dataclasses.replace(Recipe.cpu15().cfg, patch_size=patch)
+cfg = dataclasses.replace(Recipe.cpu15().cfg, patch_size=patch, shifted_patches=False)
 if framework == "jax":
     from throughput import jax_step_fn
     step = jax_step_fn(cfg)
