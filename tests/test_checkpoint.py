@@ -45,8 +45,10 @@ def a_history(epochs=2):
 # ---------------------------------------------------------------- save and load
 
 @twins
-def test_round_trip_rebuilds_the_model_from_the_file(fw, tmp_path):
-    cfg = ViTConfig.tiny(num_blks=1, pool="mean", num_hiddens=24, num_heads=3)
+@pytest.mark.parametrize("shifted", [False, True], ids=["patches", "shifted patches"])
+def test_round_trip_rebuilds_the_model_from_the_file(fw, shifted, tmp_path):
+    cfg = ViTConfig.tiny(num_blks=1, pool="mean", num_hiddens=24, num_heads=3,
+                         shifted_patches=shifted)
     model, path = fw.model(cfg), tmp_path / f"vit{fw.suffix}"
     fw.lib.save_checkpoint(model, path, history=a_history(), epoch=2)
     ck = fw.lib.load_checkpoint(path)
