@@ -37,25 +37,18 @@ def test_same_classes_with_same_constructor_arguments():
         assert t_args == j_args, name
 
 
-@pytest.mark.parametrize("img_size, patch_size, channels", [(28, 7, 1), (32, 4, 3), (96, 16, 1)])
-def test_patch_embedding_shapes(img_size, patch_size, channels):
+@pytest.mark.parametrize("embedding", ["PatchEmbedding", "ShiftedPatchEmbedding"])
+@pytest.mark.parametrize("img_size, patch_size, channels",
+                         [(28, 7, 1), (32, 4, 3), (96, 16, 1), (12, 2, 1)])
+def test_patch_embedding_shapes(embedding, img_size, patch_size, channels):
     n = (img_size // patch_size) ** 2
-    t = vt.PatchEmbedding(img_size, patch_size, channels, 24)
-    j = vj.PatchEmbedding(img_size, patch_size, channels, 24, rngs=nnx.Rngs(0))
+    t = getattr(vt, embedding)(img_size, patch_size, channels, 24)
+    j = getattr(vj, embedding)(img_size, patch_size, channels, 24, rngs=nnx.Rngs(0))
     x = np.zeros((B, channels, img_size, img_size), np.float32)
     assert t(torch.from_numpy(x)).shape == (B, n, 24) and t.num_patches == n
     assert j(jnp.asarray(x.transpose(0, 2, 3, 1))).shape == (B, n, 24) and j.num_patches == n
-
-
-@pytest.mark.parametrize("img_size, patch_size, channels", [(28, 7, 1), (32, 4, 3), (12, 2, 1)])
-def test_shifted_patch_embedding_shapes(img_size, patch_size, channels):
-    n = (img_size // patch_size) ** 2
-    t = vt.ShiftedPatchEmbedding(img_size, patch_size, channels, 24)
-    j = vj.ShiftedPatchEmbedding(img_size, patch_size, channels, 24, rngs=nnx.Rngs(0))
-    x = np.zeros((B, channels, img_size, img_size), np.float32)
-    assert t(torch.from_numpy(x)).shape == (B, n, 24) and t.num_patches == n
-    assert j(jnp.asarray(x.transpose(0, 2, 3, 1))).shape == (B, n, 24) and j.num_patches == n
-    assert t.proj.in_features == j.proj.in_features == 5 * channels * patch_size**2
+    if embedding == "ShiftedPatchEmbedding":  # the image and 4 shifted copies per patch
+        assert t.proj.in_features == j.proj.in_features == 5 * channels * patch_size**2
 
 
 @pytest.mark.parametrize("embedding", ["PatchEmbedding", "ShiftedPatchEmbedding"])
