@@ -54,6 +54,7 @@ def test_dict_round_trip_and_diff():
     (dict(num_heads=2.0), "num_heads must be a positive integer"),
     (dict(pool="max"), r"pool must be one of \('cls', 'mean'\), got 'max'"),
     (dict(use_bias="yes"), "use_bias must be True or False"),
+    (dict(weight_init="he"), r"weight_init must be one of \('trunc_normal', 'xavier'\), got 'he'"),
 ])
 def test_bad_values_raise_a_sentence(overrides, message):
     with pytest.raises(ValueError, match=message):

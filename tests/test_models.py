@@ -173,6 +173,45 @@ def test_same_initialisation_defaults_in_both_frameworks():
     assert t_eps == j_eps == {1e-6}
 
 
+@pytest.mark.parametrize("shifted", [False, True], ids=["patches", "shifted-patches"])
+def test_xavier_init_follows_each_layers_shape_in_both_frameworks(shifted):
+    """weight_init="xavier": encoder matrices U(-a, a) with a = sqrt(6 / (fan_in + fan_out)),
+    the patch embedding lecun-normal (std sqrt(1 / fan_in), cut at 2 std), the head zero; the
+    same distributions on both sides, and not the default's std 0.02."""
+    cfg = ViTConfig.fashion_cpu(shifted_patches=shifted, weight_init="xavier")
+    torch.manual_seed(0)
+    tm, jm = vt.ViT(cfg), vj.ViT(cfg, rngs=nnx.Rngs(0))
+    D, M = cfg.num_hiddens, cfg.mlp_num_hiddens
+    for tb, jb in zip(tm.blks, jm.blks):
+        for name, fan_in, fan_out in (("W_qkv", D, 3 * D), ("W_o", D, D)):
+            ws = (getattr(tb.attention, name).weight.detach().numpy().T,
+                  np.asarray(getattr(jb.attention, name).kernel[...]))
+            a = np.sqrt(6 / (fan_in + fan_out))
+            for w in ws:  # (fan_in, fan_out) on both sides
+                assert w.shape == (fan_in, fan_out) and np.abs(w).max() <= a
+                assert abs(w.std() - a / np.sqrt(3)) < 0.05 * a / np.sqrt(3)
+        for name, fan_in, fan_out in (("dense1", D, M), ("dense2", M, D)):
+            a = np.sqrt(6 / (fan_in + fan_out))
+            for w in (getattr(tb.mlp, name).weight.detach().numpy(),
+                      np.asarray(getattr(jb.mlp, name).kernel[...])):
+                assert np.abs(w).max() <= a and abs(w.std() - a / np.sqrt(3)) < 0.05 * a / np.sqrt(3)
+    if shifted:
+        t_emb = tm.patch_embedding.proj.weight.detach().numpy()
+        j_emb = np.asarray(jm.patch_embedding.proj.kernel[...])
+    else:
+        t_emb = tm.patch_embedding.conv.weight.detach().numpy()
+        j_emb = np.asarray(jm.patch_embedding.conv.kernel[...])
+    fan_in = (5 if shifted else 1) * cfg.in_channels * cfg.patch_size**2
+    std = np.sqrt(1 / fan_in)
+    for w in (t_emb, j_emb):
+        assert abs(w.std() - std) < 0.05 * std and np.abs(w).max() <= 2 * std / 0.8796 + 1e-6
+    assert np.all(tm.head.weight.detach().numpy() == 0)
+    assert np.all(np.asarray(jm.head.kernel[...]) == 0)
+    # The default keeps std 0.02 everywhere: the two schemes really differ.
+    default = vt.ViT(dataclasses.replace(cfg, weight_init="trunc_normal"))
+    assert default.blks[0].mlp.dense1.weight.std() < 0.02 < tm.blks[0].mlp.dense1.weight.std() / 3
+
+
 def test_both_sides_use_the_exact_gelu():
     x = np.linspace(-3, 3, 101).astype(np.float32)
     t = vt.ViTMLP(1, 1, 0.0)

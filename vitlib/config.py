@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 POOLS = ("cls", "mean")
+WEIGHT_INITS = ("trunc_normal", "xavier")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ViTConfig:
     num_classes: int = 10  # outputs of the classification head
     pool: str = "cls"  # "cls": classify the <cls> token; "mean": average all patch tokens
     shifted_patches: bool = False  # Shifted Patch Tokenization: a token also sees around its patch
+    # "trunc_normal": every matrix std 0.02 (BERT, DeiT, timm); "xavier": the official ViT code's
+    # scales (xavier-uniform encoder, lecun-normal patches, zero head), larger at small D
+    weight_init: str = "trunc_normal"
 
     def __post_init__(self):
         positive = ("img_size", "patch_size", "in_channels", "num_hiddens", "mlp_num_hiddens",
@@ -53,6 +57,10 @@ class ViTConfig:
         if self.pool not in POOLS:
             raise ValueError(f"ViTConfig.pool must be one of {POOLS}, got {self.pool!r}. "
                              f"'cls' classifies the <cls> token, 'mean' averages the patch tokens.")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"ViTConfig.weight_init must be one of {WEIGHT_INITS}, got "
+                             f"{self.weight_init!r}. 'trunc_normal' draws every matrix with std "
+                             f"0.02, 'xavier' scales each by its shape (the official ViT code).")
         for name in ("use_bias", "shifted_patches"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ViTConfig.{name} must be True or False, got "

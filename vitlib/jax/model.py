@@ -21,6 +21,8 @@ LN_EPS = 1e-6  # the ViT paper's value; Flax's default, PyTorch's is 1e-5
 INIT_STD = 0.02  # truncated normal std for every weight matrix and the position embedding
 trunc_normal = nnx.initializers.truncated_normal(stddev=INIT_STD)  # cut at 2 std, like torch's
 zeros = nnx.initializers.zeros
+xavier_uniform = nnx.initializers.xavier_uniform()  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+lecun_normal = nnx.initializers.lecun_normal()  # variance 1 / fan_in, cut at 2 std
 
 
 class PatchEmbedding(nnx.Module):
@@ -172,6 +174,25 @@ class ViTBlock(nnx.Module):
         return x, weights
 
 
+def xavier_init(vit, rngs: nnx.Rngs):
+    """Re-initialise a ViT as the official ViT code does (google-research/vision_transformer,
+    timm's weight_init="jax"): every encoder matrix xavier-uniform, the patch embedding
+    lecun-normal, the head zero. These scales follow the layer's shape: std about 0.06 at D 128
+    instead of a fixed 0.02, and a small ViT learns faster from them (README, Results).
+
+    Args:
+        vit: a ViT; its weights are overwritten in place.
+        rngs: random keys for the new weights.
+    """
+    for _, module in nnx.iter_graph(vit.blks):
+        if isinstance(module, nnx.Linear):
+            module.kernel[...] = xavier_uniform(rngs.params(), module.kernel.shape)
+    embedding = vit.patch_embedding
+    layer = embedding.proj if isinstance(embedding, ShiftedPatchEmbedding) else embedding.conv
+    layer.kernel[...] = lecun_normal(rngs.params(), layer.kernel.shape)
+    vit.head.kernel[...] = jnp.zeros_like(vit.head.kernel[...])  # every class starts equally likely
+
+
 class ViT(nnx.Module):
     """The Vision Transformer classifier.
 
@@ -196,6 +217,8 @@ class ViT(nnx.Module):
         self.norm = nnx.LayerNorm(D, epsilon=LN_EPS, rngs=rngs)
         self.head = nnx.Linear(D, cfg.num_classes, kernel_init=trunc_normal, bias_init=zeros,
                                rngs=rngs)
+        if cfg.weight_init == "xavier":
+            xavier_init(self, rngs)
 
     def forward_features(self, x, return_attention=False):
         """Images (B, H, W, C) -> tokens (B, N, D) and a list of (B, Hd, N, N) attention weights

@@ -34,6 +34,13 @@ def init_(layer):
     return layer
 
 
+def lecun_normal_(w):
+    # Variance 1 / fan_in, cut at 2 std, like jax.nn.initializers.lecun_normal, which widens the
+    # std by 1 / 0.8796 so that the variance after the cut is still 1 / fan_in.
+    std = math.sqrt(1 / w[0].numel()) / 0.87962566103423978  # w[0]: one output's fan-in weights
+    return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
 class PatchEmbedding(nn.Module):
     """Cut the image into P x P patches and project each to D features.
 
@@ -174,6 +181,24 @@ class ViTBlock(nn.Module):
         return x, weights
 
 
+def xavier_init_(vit):
+    """Re-initialise a ViT as the official ViT code does (google-research/vision_transformer,
+    timm's weight_init="jax"): every encoder matrix xavier-uniform, the patch embedding
+    lecun-normal, the head zero. These scales follow the layer's shape: std about 0.06 at D 128
+    instead of a fixed 0.02, and a small ViT learns faster from them (README, Results).
+
+    Args:
+        vit: a ViT; its weights are overwritten in place.
+    """
+    for module in vit.blks.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    embedding = vit.patch_embedding
+    lecun_normal_(embedding.proj.weight if isinstance(embedding, ShiftedPatchEmbedding)
+                  else embedding.conv.weight)
+    nn.init.zeros_(vit.head.weight)  # every class starts equally likely
+
+
 class ViT(nn.Module):
     """The Vision Transformer classifier.
 
@@ -195,6 +220,8 @@ class ViT(nn.Module):
             for _ in range(cfg.num_blks)])
         self.norm = nn.LayerNorm(D, eps=LN_EPS)
         self.head = init_(nn.Linear(D, cfg.num_classes))
+        if cfg.weight_init == "xavier":
+            xavier_init_(self)
 
     def forward_features(self, x, return_attention=False):
         """Images (B, C, H, W) -> tokens (B, N, D) and a list of (B, Hd, N, N) attention weights
