@@ -39,6 +39,23 @@ def vector_isa(flags=None) -> str:
     return "AVX2" if "avx2" in flags else ""
 
 
+def matmul_peak(n=1024, reps=20) -> float:
+    """fp32 GFLOP/s of torch.mm on square matrices with torch's threads: the machine's practical
+    peak. Machines of one kind differ: the AVX2 one gave 145 GFLOP/s on 2026-12-01, 93-98 on
+    2026-12-02."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
 def describe_cpu() -> str:
     """e.g. 'CPU, 2 cores (x86_64, AMD EPYC, AVX2)'."""
     parts = [platform.machine(), cpu_model(), vector_isa()]

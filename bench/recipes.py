@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from machine import describe_cpu
+from machine import describe_cpu, matmul_peak
 from vitlib import ViTConfig
 from vitlib.data import load_fashion_mnist, subset
 from vitlib.recipes import Recipe
@@ -32,8 +32,10 @@ def parse_overrides(pairs, recipe):
     rec, cfg = {}, {}
     for pair in pairs:
         name, _, text = pair.partition("=")
-        value = json.loads(text) if text not in ("cls", "mean", "adamw", "sgd", "cosine",
-                                                 "constant") else text
+        try:
+            value = json.loads(text)  # numbers, true / false
+        except json.JSONDecodeError:
+            value = text  # a word: mean, sgd, xavier, ...
         (cfg if name in cfg_fields else rec)[name] = value
     return dataclasses.replace(recipe, cfg=dataclasses.replace(recipe.cfg, **cfg), **rec)
 
@@ -97,11 +99,14 @@ def main():
     args = ap.parse_args()
     recipe = parse_overrides(args.set, getattr(Recipe, args.recipe)())
     print(recipe.describe())
+    peak = matmul_peak()  # the machine's speed at the start: 2-core machines of one kind differ
+    print(f"fp32 matmul peak: {peak:.0f} GFLOP/s")
     history, seconds, n_params = train(args.framework, recipe, args.seed, args.checkpoint)
     print(history)
     row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
                overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
-               threads=threads(args.framework), epochs=history.epochs, params=n_params,
+               threads=threads(args.framework), matmul_gflops=round(peak),
+               epochs=history.epochs, params=n_params,
                wall_s=round(seconds, 1),
                train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
                command="python bench/recipes.py " + " ".join(

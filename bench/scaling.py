@@ -19,7 +19,8 @@ import torch
 
 from vitlib.cost import flops
 
-from throughput import CFG, interleaved, jax_step_fn, matmul_peak, torch_step_fn  # the same steps
+from machine import matmul_peak
+from throughput import CFG, interleaved, jax_step_fn, torch_step_fn  # the same steps
 
 EPOCH = 60_000
 

@@ -20,24 +20,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from machine import describe_cpu
+from machine import describe_cpu, matmul_peak
 from vitlib import ViTConfig
 from vitlib.cost import train_flops
 
 CFG = ViTConfig(img_size=28, patch_size=4, in_channels=1, num_hiddens=128, mlp_num_hiddens=256,
                 num_heads=4, num_blks=4, emb_dropout=0.0, blk_dropout=0.0, use_bias=False)
 BATCH = 128
-
-
-def matmul_peak(n=1024, reps=20):
-    """fp32 GFLOP/s of torch.mm on square matrices: the machine's practical peak."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def torch_step_fn(model, compile_=False, batch=BATCH, cfg=CFG, amp=False):
