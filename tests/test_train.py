@@ -310,11 +310,13 @@ def test_recipes_match_their_descriptions(monkeypatch):
     cpu = Recipe.cpu()
     assert cpu.cfg == ViTConfig.fashion_cpu() and cpu.optimizer == "adamw" and cpu.warmup_epochs
     cpu15 = Recipe.cpu15()  # the CPU recipe with shifted patches, mean pooling, no dropout, ...
-    assert cpu15.cfg == ViTConfig.fashion_cpu(pool="mean", blk_dropout=0.0, shifted_patches=True)
-    assert cpu15.epochs == 25 and cpu15.lr == 3e-3
+    assert cpu15.cfg == ViTConfig.fashion_cpu(pool="mean", blk_dropout=0.0, shifted_patches=True,
+                                              weight_init="xavier")
+    assert cpu15.epochs == 11 and cpu15.lr == cpu.lr == 2e-3
     assert dataclasses.replace(cpu15, name="cpu", cfg=cpu.cfg, epochs=cpu.epochs, lr=cpu.lr) == cpu
     assert "shifted patches 7" in cpu15.describe() and "patch 7" in cpu.describe()
-    assert "mean pooling, dropout 0;" in cpu15.describe()
+    assert "mean pooling, dropout 0, xavier init;" in cpu15.describe()
+    assert "xavier" not in cpu.describe()
     assert Recipe.cpu15(epochs=3).epochs == 3 and Recipe.cpu15(amp=True).amp
     quick = Recipe.quick()
     assert quick.cfg.img_size == 28 and quick.n_train == 2000 and quick.n_test == 1000
