@@ -41,8 +41,8 @@ def vector_isa(flags=None) -> str:
 
 def matmul_peak(n=1024, reps=20) -> float:
     """fp32 GFLOP/s of torch.mm on square matrices with torch's threads: the machine's practical
-    peak. Machines of one kind differ: the AVX2 one gave 145 GFLOP/s on 2026-12-01, 93-98 on
-    2026-12-02."""
+    peak. Machines of one kind differ: the AVX2 one gave 145 GFLOP/s on 2026-12-01, 63-127 over
+    2026-12-02 (bench/results/recipes.jsonl records it with every run)."""
     import time
 
     import torch
