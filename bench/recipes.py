@@ -5,6 +5,7 @@ One command per row of the README's results table:
     python bench/recipes.py --framework torch --recipe cpu
     python bench/recipes.py --framework jax --recipe cpu --checkpoint checkpoints/vit_cpu_jax.msgpack
     python bench/recipes.py --framework torch --recipe cpu --set epochs=2 --set patch_size=4
+    python bench/recipes.py --framework jax --recipe cpu15 --budget 15   # epochs to fit 15 min
 
 `--set` overrides a Recipe field (epochs, lr, ...) or a ViTConfig field (patch_size, ...).
 Each run appends a JSON line to bench/results/recipes.jsonl and prints a Markdown row.
@@ -21,7 +22,7 @@ from pathlib import Path
 from machine import describe_cpu, matmul_peak
 from vitlib import ViTConfig
 from vitlib.data import load_fashion_mnist, subset
-from vitlib.recipes import Recipe
+from vitlib.recipes import Recipe, epochs_for_budget
 
 RESULTS = Path(__file__).parent / "results" / "recipes.jsonl"
 
@@ -60,27 +61,51 @@ def threads(framework):
     return os.cpu_count()
 
 
-def train(framework, recipe, seed, checkpoint):
+def load(recipe, seed):
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
     if recipe.n_train:
         train_set = subset(*train_set, recipe.n_train, seed=seed)
     if recipe.n_test:
         test_set = subset(*test_set, recipe.n_test, seed=seed)
+    return train_set, test_set
+
+
+def build(framework, cfg, seed):
+    """A new ViT(cfg) seeded as every run here seeds it, with its framework's fit and save."""
     if framework == "torch":
         import torch
         import vitlib.torch as vt
         torch.manual_seed(seed)
-        model = vt.ViT(recipe.cfg).to(vt.pick_device())
-        fit, save = vt.fit, vt.save_checkpoint
-        n_params = sum(p.numel() for p in model.parameters())
-    else:
-        import jax
-        from flax import nnx
-        import vitlib.jax as vj
-        vj.pick_device()
-        model = vj.ViT(recipe.cfg, rngs=nnx.Rngs(seed))
-        fit, save = vj.fit, vj.save_checkpoint
-        n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        model = vt.ViT(cfg).to(vt.pick_device())
+        return model, vt.fit, vt.save_checkpoint, sum(p.numel() for p in model.parameters())
+    import jax
+    from flax import nnx
+    import vitlib.jax as vj
+    vj.pick_device()
+    model = vj.ViT(cfg, rngs=nnx.Rngs(seed))
+    n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    return model, vj.fit, vj.save_checkpoint, n_params
+
+
+def seconds_per_epoch(framework, recipe, train_set, test_set, steps=30):
+    """One epoch's wall time, training and evaluation, on this machine now: `steps` batches and
+    the same share of the test set, trained twice on a throwaway model (the first time compiles
+    and warms up), scaled to the whole epoch."""
+    full = len(train_set[0]) // recipe.batch_size
+    steps = min(steps, full)
+    n, m = steps * recipe.batch_size, max(1, round(len(test_set[0]) * steps / full))
+    part, test_part = (train_set[0][:n], train_set[1][:n]), (test_set[0][:m], test_set[1][:m])
+    kwargs = {**recipe.fit_kwargs(), "epochs": 1, "warmup_epochs": 0}
+    for _ in range(2):
+        model, fit, _, _ = build(framework, recipe.cfg, seed=0)
+        t = time.perf_counter()
+        fit(model, part, test_part, progress=False, **kwargs)
+        seconds = time.perf_counter() - t
+    return seconds * full / steps
+
+
+def train(framework, recipe, seed, checkpoint, train_set, test_set):
+    model, fit, save, n_params = build(framework, recipe.cfg, seed)
     t = time.perf_counter()
     history = fit(model, train_set, test_set, seed=seed, **recipe.fit_kwargs())
     seconds = time.perf_counter() - t
@@ -96,12 +121,30 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--checkpoint", help="save the trained model (weights + config) here")
+    ap.add_argument("--budget", type=float, metavar="MINUTES",
+                    help="train as many epochs as fit in this many minutes here (measured first, "
+                         "the measurement included), at most --max-epochs")
+    ap.add_argument("--max-epochs", type=int, default=25)
     args = ap.parse_args()
     recipe = parse_overrides(args.set, getattr(Recipe, args.recipe)())
-    print(recipe.describe())
     peak = matmul_peak()  # the machine's speed at the start: 2-core machines of one kind differ
     print(f"fp32 matmul peak: {peak:.0f} GFLOP/s")
-    history, seconds, n_params = train(args.framework, recipe, args.seed, args.checkpoint)
+    train_set, test_set = load(recipe, args.seed)
+    budget = {}
+    if args.budget:
+        t = time.perf_counter()
+        epoch_s = seconds_per_epoch(args.framework, recipe, train_set, test_set)
+        calibration_s = time.perf_counter() - t
+        epochs = epochs_for_budget(args.budget * 60 - calibration_s, epoch_s, args.max_epochs)
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+        budget = dict(budget_min=args.budget, calibration_s=round(calibration_s, 1),
+                      epoch_s_estimate=round(epoch_s, 1))
+        print(f"Budget {args.budget:g} min: an epoch takes about {epoch_s:.0f} s here now "
+              f"(measured in {calibration_s:.0f} s), so {epochs} epochs; the same run again: "
+              f"--set epochs={epochs}")
+    print(recipe.describe())
+    history, seconds, n_params = train(args.framework, recipe, args.seed, args.checkpoint,
+                                       train_set, test_set)
     print(history)
     row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
                overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
@@ -109,10 +152,14 @@ def main():
                epochs=history.epochs, params=n_params,
                wall_s=round(seconds, 1),
                train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
+               **budget,
                command="python bench/recipes.py " + " ".join(
                    [f"--framework {args.framework}", f"--recipe {args.recipe}"]
                    + (["--seed", str(args.seed)] if args.seed else [])
-                   + [f"--set {s}" for s in args.set]))
+                   + [f"--set {s}" for s in args.set]
+                   + ([f"--budget {args.budget:g}"] if args.budget else [])
+                   + ([f"--max-epochs {args.max_epochs}"] if args.budget and args.max_epochs != 25
+                      else [])))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a") as f:
         f.write(json.dumps(row) + "\n")

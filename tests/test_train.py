@@ -24,7 +24,7 @@ import vitlib.torch as vt
 import vitlib.torch.train as ttrain
 from vitlib import ViTConfig, data
 from vitlib.history import History
-from vitlib.recipes import Recipe, choose_recipe
+from vitlib.recipes import Recipe, choose_recipe, epochs_for_budget
 from twins import CFG, Jax, Torch, forward, synthetic, twins
 
 FIT = dict(epochs=2, batch_size=32, lr=3e-3, warmup_epochs=0.5, progress=False)
@@ -326,3 +326,19 @@ def test_recipes_match_their_descriptions(monkeypatch):
     assert choose_recipe(gpu=True) == quick
     monkeypatch.setenv("VITLIB_QUICK", "0")
     assert choose_recipe(gpu=True) == d2l and choose_recipe(gpu=False) == cpu
+
+
+def test_epochs_for_budget_fills_the_budget_less_its_margin():
+    # 15 minutes, 20 % kept free: 720 s of 36-second epochs is exactly 20 epochs.
+    assert epochs_for_budget(900, 36, max_epochs=25) == 20
+    assert epochs_for_budget(900, 36, max_epochs=25, margin=0) == 25
+    assert epochs_for_budget(900, 25, max_epochs=25) == 25  # 28 fit: capped at the full schedule
+    assert epochs_for_budget(900, 80, max_epochs=25) == 9  # a slow moment: 720 / 80 = 9
+    assert epochs_for_budget(900, 81, max_epochs=25) == 8  # whole epochs only, rounded down
+    assert epochs_for_budget(60, 80, max_epochs=25) == 1  # never fewer than one epoch
+    for bad in (dict(budget_s=0, epoch_s=30), dict(budget_s=900, epoch_s=-1),
+                dict(budget_s=900, epoch_s=30, max_epochs=0),
+                dict(budget_s=900, epoch_s=30, max_epochs=2.5),
+                dict(budget_s=900, epoch_s=30, margin=1.0)):
+        with pytest.raises(ValueError, match="budget|epoch|margin"):
+            epochs_for_budget(**{"max_epochs": 25, **bad})

@@ -3,10 +3,12 @@
 `Recipe.d2l()` is the chapter's own run (d2l.ai section 11.8: 96x96 images, SGD at lr 0.1 for
 10 epochs); `Recipe.cpu()` trains a smaller ViT on 28x28 images with AdamW, warmup and a cosine
 decay, the ViT paper's optimiser (section 4.1), in minutes on a laptop; `Recipe.quick()` finishes
-in seconds, for CI. `choose_recipe` picks one the way the notebooks do.
+in seconds, for CI. `choose_recipe` picks one the way the notebooks do, and `epochs_for_budget`
+how many epochs of a recipe fit in a time budget on the machine at hand.
 """
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -70,7 +72,8 @@ class Recipe:
         (weight_init="xavier": +0.5 to +0.7 points at 10 epochs over timm's truncated normal),
         lr 2e-3, 11 epochs: what the slowest 2-core CPU we measured (AVX2) fits in 15 minutes in
         JAX, the slower framework there (12 epochs took 15.3 minutes). A faster CPU fits more
-        epochs (25 on the AVX-512 one); README, Results, has what each run reached."""
+        epochs, up to the 25 the schedule was first tuned for: `epochs_for_budget` picks them
+        (`bench/recipes.py --budget 15`); README, Results, has what each run reached."""
         return dataclasses.replace(cls.cpu(), **{
             "name": "cpu15", "epochs": 11,
             "cfg": ViTConfig.fashion_cpu(pool="mean", blk_dropout=0.0, shifted_patches=True,
@@ -124,3 +127,26 @@ def choose_recipe(gpu: bool) -> Recipe:
     if os.environ.get("VITLIB_QUICK", "0") not in ("", "0"):
         return Recipe.quick()
     return Recipe.d2l() if gpu else Recipe.cpu()
+
+
+def epochs_for_budget(budget_s: float, epoch_s: float, max_epochs: int, margin: float = 0.2) -> int:
+    """How many epochs fit in a time budget: the most whole epochs of `epoch_s` seconds each that
+    end within `budget_s` less a safety margin, at least 1 and at most `max_epochs`. The cosine
+    schedule is then planned for that many epochs, so a faster machine trains longer instead of
+    stopping early. `bench/recipes.py --budget 15` measures `epoch_s` on the machine first.
+
+    Args:
+        budget_s: seconds available for training.
+        epoch_s: measured seconds per epoch, training and evaluation.
+        max_epochs: the most epochs worth training, e.g. a recipe's full schedule.
+        margin: share of the budget kept free, because a 2-core machine's speed drifts during a
+            run: epochs measured at 32 s took 36-41 s a few minutes later (README, Results).
+    """
+    if not (budget_s > 0 and epoch_s > 0):
+        raise ValueError(f"epochs_for_budget needs a positive budget and epoch time in seconds, got "
+                         f"budget_s={budget_s!r} and epoch_s={epoch_s!r}.")
+    if not (isinstance(max_epochs, int) and max_epochs >= 1):
+        raise ValueError(f"max_epochs must be a whole number of at least 1, got {max_epochs!r}.")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin is the share of the budget kept free, in [0, 1), got {margin!r}.")
+    return max(1, min(max_epochs, math.floor(budget_s * (1 - margin) / epoch_s)))
