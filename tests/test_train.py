@@ -336,9 +336,10 @@ def test_epochs_for_budget_fills_the_budget_less_its_margin():
     assert epochs_for_budget(900, 80, max_epochs=25) == 9  # a slow moment: 720 / 80 = 9
     assert epochs_for_budget(900, 81, max_epochs=25) == 8  # whole epochs only, rounded down
     assert epochs_for_budget(60, 80, max_epochs=25) == 1  # never fewer than one epoch
-    for bad in (dict(budget_s=0, epoch_s=30), dict(budget_s=900, epoch_s=-1),
-                dict(budget_s=900, epoch_s=30, max_epochs=0),
-                dict(budget_s=900, epoch_s=30, max_epochs=2.5),
-                dict(budget_s=900, epoch_s=30, margin=1.0)):
-        with pytest.raises(ValueError, match="budget|epoch|margin"):
+    for bad, message in ((dict(budget_s=0, epoch_s=30), "positive budget"),
+                         (dict(budget_s=900, epoch_s=-1), "positive budget"),
+                         (dict(budget_s=900, epoch_s=30, max_epochs=0), "max_epochs must be"),
+                         (dict(budget_s=900, epoch_s=30, max_epochs=2.5), "max_epochs must be"),
+                         (dict(budget_s=900, epoch_s=30, margin=1.0), "margin is the share")):
+        with pytest.raises(ValueError, match=message):
             epochs_for_budget(**{"max_epochs": 25, **bad})
