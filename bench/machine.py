@@ -3,10 +3,19 @@
 The project's 2-core machines are not all alike: on 2026-11-22 the CPU had AVX-512 (with
 bfloat16 instructions), on 2026-12-01 only AVX2, and the same training step took 1.4-2x as
 long on the second. A result without this line cannot be compared with another.
+
+Importing it applies vitlib.memory.keep_freed_memory(), as vitlib.torch and vitlib.jax do, but
+before `matmul_peak` starts PyTorch's threads: applied after them, glibc may hand XLA's threads
+an arena of their own, and a JAX run of Recipe.cpu15() then took 60 s per epoch with 24,000 page
+faults per step instead of 45 s (vitlib/memory.py says why).
 """
 
 import os
 import platform
+
+from vitlib.memory import keep_freed_memory
+
+keep_freed_memory()
 
 
 def _cpuinfo(key: str) -> str | None:
