@@ -93,7 +93,7 @@ def seconds_per_epoch(framework, recipe, train_set, test_set, steps=30):
     the second epoch (the first compiles and warms up) is scaled to the whole epoch. Timing a
     second `fit` instead would count JAX's compilation again, 15.6 times over: each `fit` makes
     a new optimizer, which nnx.jit compiles anew (it planned 11 JAX epochs of 63 s that took
-    45-49 s)."""
+    44-49 s)."""
     full = len(train_set[0]) // recipe.batch_size
     steps = min(steps, full)
     n, m = steps * recipe.batch_size, max(1, round(len(test_set[0]) * steps / full))
