@@ -6,6 +6,11 @@ One command per row of the README's results table:
     python bench/recipes.py --framework jax --recipe cpu --checkpoint checkpoints/vit_cpu_jax.msgpack
     python bench/recipes.py --framework torch --recipe cpu --set epochs=2 --set patch_size=4
     python bench/recipes.py --framework jax --recipe cpu15 --budget 15   # epochs to fit 15 min
+    python bench/recipes.py --framework torch --recipe cpu15 --set epochs=100 --state runs/long.pt
+
+`--state PATH` keeps the training state (model, optimizer, history) in PATH after every epoch and,
+run again with the same arguments, continues from it: an hours-long run survives an interrupt or a
+closed laptop, and ends exactly as an uninterrupted one would.
 
 `--set` overrides a Recipe field (epochs, lr, ...) or a ViTConfig field (patch_size, ...).
 Each run appends a JSON line to bench/results/recipes.jsonl and prints a Markdown row.
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from machine import describe_cpu, matmul_peak
 from vitlib import ViTConfig
+from vitlib.checkpoint import atomic_write
 from vitlib.data import load_fashion_mnist, subset
 from vitlib.recipes import Recipe, epochs_for_budget
 
@@ -104,14 +110,54 @@ def seconds_per_epoch(framework, recipe, train_set, test_set, steps=30):
     return history.seconds[-1] * full / steps
 
 
-def train(framework, recipe, seed, checkpoint, train_set, test_set):
+def run_plan(state):
+    """The plan that the training state at `state` was started with, from its side file, or None
+    for a new run."""
+    plan = Path(str(state) + ".json")
+    return json.loads(plan.read_text()) if Path(state).exists() and plan.exists() else None
+
+
+def check_plan(state, plan, framework, recipe, seed, budget):
+    """Start a new --state run (write its plan beside it) or check that this command continues
+    the run that `state` holds: resuming with another model or schedule would mix two runs."""
+    want = dict(framework=framework, recipe=recipe.describe(), seed=seed)
+    if Path(state).exists() and plan is None:
+        raise SystemExit(f"{state} exists but has no {state}.json beside it, so --state did not "
+                         f"start it; pass a new path, or delete the file to start over.")
+    if plan is None:
+        plan = {**want, **({"budget": {**budget, "epochs": recipe.epochs}} if budget else {})}
+        Path(state).parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(plan, indent=1) + "\n"
+        atomic_write(str(state) + ".json", lambda f: f.write(text.encode()))
+        return
+    got = {k: plan.get(k) for k in want}
+    if got != want:
+        diff = "; ".join(f"{k} {got[k]!r} there, {want[k]!r} here" for k in want
+                         if got[k] != want[k])
+        raise SystemExit(f"{state} holds another run ({diff}). Continue it with the command "
+                         f"that started it, or pass a new --state path to start this one.")
+
+
+def saved_epoch(framework, path):
+    """The epochs completed by the run whose training state is at `path`."""
+    if framework == "torch":
+        from vitlib.torch import load_checkpoint
+    else:
+        from vitlib.jax import load_checkpoint
+    return load_checkpoint(path).epoch
+
+
+def train(framework, recipe, seed, checkpoint, train_set, test_set, state=None):
     model, fit, save, n_params = build(framework, recipe.cfg, seed)
     t = time.perf_counter()
-    history = fit(model, train_set, test_set, seed=seed, **recipe.fit_kwargs())
+    resume = state if state and Path(state).exists() else None
+    start = saved_epoch(framework, resume) if resume else 0
+    history = fit(model, train_set, test_set, seed=seed, checkpoint=state, resume=resume,
+                  **recipe.fit_kwargs())
     seconds = time.perf_counter() - t
     if checkpoint:
         save(model, checkpoint)
-    return history, seconds, n_params
+    return history, seconds, n_params, start
 
 
 def main():
@@ -125,13 +171,22 @@ def main():
                     help="train as many epochs as fit in this many minutes here (measured first, "
                          "the measurement included), at most --max-epochs")
     ap.add_argument("--max-epochs", type=int, default=25)
+    ap.add_argument("--state", metavar="PATH",
+                    help="keep the training state here after every epoch; run the same command "
+                         "again to continue from it")
     args = ap.parse_args()
     recipe = parse_overrides(args.set, getattr(Recipe, args.recipe)())
+    plan = run_plan(args.state) if args.state else None
     peak = matmul_peak()  # the machine's speed at the start: 2-core machines of one kind differ
     print(f"fp32 matmul peak: {peak:.0f} GFLOP/s")
     train_set, test_set = load(recipe, args.seed)
     budget = {}
-    if args.budget:
+    if args.budget and plan and "budget" in plan:
+        # Continuing a budgeted run: keep the epochs it planned, or its schedule would change.
+        budget = dict(plan["budget"])
+        recipe = dataclasses.replace(recipe, epochs=budget.pop("epochs"))
+        print(f"Continuing {args.state}: {recipe.epochs} epochs, as planned at its start.")
+    elif args.budget:
         t = time.perf_counter()
         epoch_s = seconds_per_epoch(args.framework, recipe, train_set, test_set)
         calibration_s = time.perf_counter() - t
@@ -143,14 +198,25 @@ def main():
               f"(measured in {calibration_s:.0f} s), so {epochs} epochs; the same run again: "
               f"--set epochs={epochs}")
     print(recipe.describe())
-    history, seconds, n_params = train(args.framework, recipe, args.seed, args.checkpoint,
-                                       train_set, test_set)
+    if args.state:
+        check_plan(args.state, plan, args.framework, recipe, args.seed, budget)
+    history, seconds, n_params, start = train(args.framework, recipe, args.seed, args.checkpoint,
+                                              train_set, test_set, args.state)
+    if history.interrupted:
+        again = f"; run the same command to continue from {args.state}" if args.state else ""
+        print(f"Interrupted after {history.epochs} of {recipe.epochs} epochs: no result "
+              f"recorded{again}.")
+        return
     print(history)
+    if start == history.epochs:
+        print(f"{args.state} holds a finished run: nothing trained, no result recorded again.")
+        return
     row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
                overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
                threads=threads(args.framework), matmul_gflops=round(peak),
                epochs=history.epochs, params=n_params,
                wall_s=round(seconds, 1),
+               **({"resumed_at_epoch": start} if start else {}),
                train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
                **budget,
                command="python bench/recipes.py " + " ".join(
