@@ -10,3 +10,4 @@ python scaling.py
 python amp.py
 python malloc.py
 python profile_jax.py
+python xla_flags.py
