@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report import publish
+
 RESULTS = Path(__file__).parent / "results" / "malloc.md"
 
 # One process: import the framework side of vitlib (which applies, or with
@@ -91,11 +93,7 @@ def main():
                              f"{median[keep]:.1f} ({min(ms):.1f}-{max(ms):.1f}) | "
                              f"{faults:,.0f} | {speedup} |")
             print(lines[-2], lines[-1], sep="\n", flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as f:
-        f.write(text + "\n")
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

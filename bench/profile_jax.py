@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from throughput import BATCH, CFG, jax_step_fn
+from report import publish
 
 RESULTS = Path(__file__).parent / "results" / "jax_profile.md"
 HOST_EVENTS = ("Thunk", "Pjit", "np.asarray", "Slinky", "Execute", "Allocate", "Handle",
@@ -71,11 +72,7 @@ def main():
              "| XLA kernel kind | ms per step | share |", "| --- | --- | --- |"]
     for name, ms in totals.most_common(12):
         lines.append(f"| `{name}` | {ms:.2f} | {ms / total:.0%} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as f:
-        f.write(text + "\n")
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

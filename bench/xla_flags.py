@@ -23,6 +23,7 @@ from pathlib import Path
 
 from machine import describe_cpu
 from malloc import CHILD
+from report import publish
 
 RESULTS = Path(__file__).parent / "results" / "xla_flags.md"
 
@@ -70,11 +71,7 @@ def main():
             med = statistics.median(ms[name])
             lines.append(f"| {patch} | {name}{f': `{flags}`' if flags else ''} | {med:.1f} "
                          f"({min(ms[name]):.1f}-{max(ms[name]):.1f}) | {base / med:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as f:
-        f.write(text + "\n")
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":
