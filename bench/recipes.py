@@ -160,6 +160,30 @@ def train(framework, recipe, seed, checkpoint, train_set, test_set, state=None):
     return history, seconds, n_params, start
 
 
+def result_row(args, recipe, history, seconds, n_params, start, peak, budget):
+    """The JSON line a finished run appends to recipes.jsonl: what ran, where, how long and how
+    well, with the test accuracy and wall time of every epoch, so that a curve the README
+    describes can be checked after the run's training state is gone."""
+    return dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
+                overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
+                threads=threads(args.framework), matmul_gflops=round(peak),
+                epochs=history.epochs, params=n_params,
+                wall_s=round(seconds, 1),
+                **({"resumed_at_epoch": start} if start else {}),
+                train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
+                **budget,
+                test_acc_per_epoch=[round(a, 4) for a in history.test_acc],
+                epoch_s=[round(t, 1) for t in history.seconds],
+                command="python bench/recipes.py " + " ".join(
+                    [f"--framework {args.framework}", f"--recipe {args.recipe}"]
+                    + (["--seed", str(args.seed)] if args.seed else [])
+                    + [f"--set {s}" for s in args.set]
+                    + ([f"--budget {args.budget:g}"] if args.budget else [])
+                    + ([f"--max-epochs {args.max_epochs}"]
+                       if args.budget and args.max_epochs != 25 else [])
+                    + ([f"--state {args.state}"] if args.state else [])))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--framework", choices=("torch", "jax"), required=True)
@@ -211,21 +235,7 @@ def main():
     if start == history.epochs:
         print(f"{args.state} holds a finished run: nothing trained, no result recorded again.")
         return
-    row = dict(date=str(datetime.date.today()), framework=args.framework, recipe=recipe.name,
-               overrides=args.set, hardware=hardware(args.framework), seed=args.seed,
-               threads=threads(args.framework), matmul_gflops=round(peak),
-               epochs=history.epochs, params=n_params,
-               wall_s=round(seconds, 1),
-               **({"resumed_at_epoch": start} if start else {}),
-               train_s=round(sum(history.seconds), 1), test_acc=history.test_acc[-1],
-               **budget,
-               command="python bench/recipes.py " + " ".join(
-                   [f"--framework {args.framework}", f"--recipe {args.recipe}"]
-                   + (["--seed", str(args.seed)] if args.seed else [])
-                   + [f"--set {s}" for s in args.set]
-                   + ([f"--budget {args.budget:g}"] if args.budget else [])
-                   + ([f"--max-epochs {args.max_epochs}"] if args.budget and args.max_epochs != 25
-                      else [])))
+    row = result_row(args, recipe, history, seconds, n_params, start, peak, budget)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a") as f:
         f.write(json.dumps(row) + "\n")

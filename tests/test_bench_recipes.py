@@ -74,3 +74,23 @@ def test_a_file_that_state_did_not_start_is_not_overwritten(recipes, tmp_path):
         recipes.check_plan(state, recipes.run_plan(state), "torch", Recipe.cpu15(), 0, {})
     assert state.read_bytes() == b"someone's checkpoint"
     assert not (tmp_path / "vit.pt.json").exists()
+
+
+def test_a_result_row_keeps_every_epochs_accuracy_and_time_and_the_command_that_continues_it(
+        recipes):
+    from argparse import Namespace
+    from vitlib.history import History
+    history = History(train_loss=[1.0, 0.5, 0.4], test_loss=[0.8, 0.4, 0.3],
+                      test_acc=[0.71234, 0.85, 0.9012], lr=[1e-3, 5e-4, 0.0],
+                      seconds=[101.23, 99.0, 98.56])
+    args = Namespace(framework="torch", recipe="cpu15", seed=1, set=["epochs=3", "crop=2"],
+                     budget=None, max_epochs=25, state="runs/long.pt")
+    row = recipes.result_row(args, Recipe.cpu15(epochs=3, crop=2), history, seconds=300.0,
+                             n_params=1234, start=1, peak=130.4, budget={})
+    assert row["test_acc"] == 0.9012 and row["epochs"] == 3 and row["resumed_at_epoch"] == 1
+    assert row["test_acc_per_epoch"] == [0.7123, 0.85, 0.9012]
+    assert row["epoch_s"] == [101.2, 99.0, 98.6]
+    assert row["train_s"] == 298.8  # every epoch's time, over all the sessions
+    assert row["command"] == ("python bench/recipes.py --framework torch --recipe cpu15 --seed 1 "
+                              "--set epochs=3 --set crop=2 --state runs/long.pt")
+    json.dumps(row)  # one JSON line
