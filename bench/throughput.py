@@ -6,7 +6,7 @@ round after round in one process, so a noisy machine slows all of them alike and
 Each reports the median images/s over the rounds and the spread (min-max). The achieved FLOP/s
 come from the FLOP count in vitlib.cost, over the fp32 matmul peak measured here.
 
-    python bench/throughput.py                 # all contenders, writes bench/results/throughput.md
+    python bench/throughput.py                 # all contenders, appends to bench/results/throughput.md
     python bench/throughput.py --rounds 3 --no-compile
 """
 
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from machine import describe_cpu, matmul_peak
+from report import publish
 from vitlib import ViTConfig
 from vitlib.cost import train_flops
 
@@ -165,9 +166,7 @@ def main():
     md = (f"Training throughput, {datetime.date.today()}, {describe_cpu()}, "
           f"{args.threads} threads, torch {torch.__version__}, batch {BATCH}, fp32, matmul peak "
           f"{peak:.0f} GFLOP/s, {args.rounds} rounds x {args.steps} steps.\n\n{table(rates, peak)}\n")
-    print(md)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(md)
+    publish(Path(args.out), md.rstrip("\n").splitlines())  # appended: earlier machines' tables stay
 
 
 if __name__ == "__main__":
